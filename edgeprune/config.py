@@ -1,0 +1,268 @@
+"""Sweep configuration: a YAML file validated with pydantic, plus CLI overrides.
+
+The config is the user's search space (models x algorithms x rates); the sweep
+engine expands it into trials. Every error is raised as a one-line ConfigError
+that names the key and what is allowed.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError, EdgepruneError
+from .registry import suggest
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelSpec(_Strict):
+    """One model to sweep: a registry name or `package.module:factory`."""
+    name: str
+    pretrained: bool = True
+    checkpoint: Optional[str] = None
+    alias: Optional[str] = Field(None, description="label used in tables and figures")
+
+    @property
+    def label(self) -> str:
+        return self.alias or self.name
+
+
+class RateRange(_Strict):
+    start: float = 0.1
+    stop: float = 0.8
+    step: float = 0.1
+
+    def values(self) -> list[float]:
+        if self.step <= 0:
+            raise ValueError("rates.step must be > 0")
+        n = int(math.floor((self.stop - self.start) / self.step + 1e-9)) + 1
+        return [round(self.start + i * self.step, 6) for i in range(max(n, 0))]
+
+
+class PruneTarget(_Strict):
+    """What a trial prunes to: a per-layer channel fraction, or a global reduction
+    of the model's parameters or MACs (met by searching the per-layer rate)."""
+    kind: Literal["channels", "params", "macs"] = "channels"
+    value: float
+
+    @field_validator("value")
+    @classmethod
+    def _in_open_unit_interval(cls, v: float) -> float:
+        if not 0.0 < v < 1.0:
+            raise ValueError(f"a pruning rate must lie in (0, 1), got {v}")
+        return v
+
+    @property
+    def label(self) -> str:
+        return f"{self.value:g}" if self.kind == "channels" else f"{self.kind}={self.value:g}"
+
+
+def _parse_target(item: Any) -> PruneTarget:
+    if isinstance(item, PruneTarget):
+        return item
+    if isinstance(item, (int, float)) and not isinstance(item, bool):
+        return PruneTarget(value=float(item))
+    if isinstance(item, dict) and len(item) == 1:
+        (kind, value), = item.items()
+        if kind in ("params", "macs", "channels"):
+            return PruneTarget(kind=kind, value=value)
+    if isinstance(item, str) and "=" in item:
+        kind, _, value = item.partition("=")
+        return PruneTarget(kind=kind.strip(), value=float(value))
+    raise ValueError(f"a rate is a number in (0, 1), {{params: x}} or {{macs: x}}; got {item!r}")
+
+
+class TargetLayers(_Strict):
+    """Which layers are pruned: by type, then narrowed by fnmatch name patterns."""
+    layers: list[Literal["conv2d", "linear"]] = ["conv2d"]
+    include: list[str] = []
+    exclude: list[str] = []
+
+
+class DatasetConfig(_Strict):
+    name: str = "cifar10"
+    root: str = "data"
+    download: bool = False
+    image_size: Optional[int] = Field(None, gt=0, description="resize images to this side")
+    train_fraction: float = Field(1.0, gt=0, le=1)
+    test_fraction: float = Field(1.0, gt=0, le=1)
+    normalization: Union[Literal["auto", "dataset", "imagenet"], tuple[list[float], list[float]]] = "auto"
+    augment: bool = True
+
+
+class FinetuneConfig(_Strict):
+    epochs: float = Field(1, ge=0)
+    max_steps: Optional[int] = Field(None, ge=0)
+    batch_size: int = Field(128, gt=0)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(0.01, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(5e-4, ge=0)
+    warmup_epochs: float = Field(0.0, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    order: Literal["adapt_then_prune", "prune_then_finetune"] = "adapt_then_prune"
+    adapt_epochs: float = Field(1, ge=0, description="epochs to adapt a new head before pruning")
+    channels_last: bool = True
+
+
+class MeasureConfig(_Strict):
+    latency: bool = True
+    latency_threads: int = Field(1, gt=0)
+    latency_warmup: int = Field(3, ge=0)
+    latency_repeats: int = Field(20, gt=0)
+    eval_batch_size: int = Field(500, gt=0)
+
+
+class SweepConfig(_Strict):
+    name: str = "sweep"
+    out: str = "runs/sweep"
+    seed: int = 0
+    models: list[ModelSpec]
+    algorithms: list[str] = ["l1"]
+    rates: list[PruneTarget] = Field(default_factory=lambda: [PruneTarget(value=v) for v in RateRange().values()])
+    baseline: bool = True
+    round_to: Optional[int] = Field(None, gt=0, description="round kept channels to a multiple of this")
+    target: TargetLayers = TargetLayers()
+    dataset: DatasetConfig = DatasetConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
+    measure: MeasureConfig = MeasureConfig()
+    executor: Literal["local"] = "local"
+    save_models: bool = False
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _models_from_strings(cls, v: Any) -> Any:
+        if isinstance(v, (str, dict)):
+            v = [v]
+        return [{"name": m} if isinstance(m, str) else m for m in v]
+
+    @field_validator("algorithms", mode="before")
+    @classmethod
+    def _algorithms_list(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("rates", mode="before")
+    @classmethod
+    def _rates(cls, v: Any) -> Any:
+        if isinstance(v, dict) and set(v) <= {"start", "stop", "step"}:
+            v = RateRange(**v).values()
+        if not isinstance(v, list):
+            v = [v]
+        return [_parse_target(x) for x in v]
+
+    @model_validator(mode="after")
+    def _check_names(self) -> "SweepConfig":
+        from .models import is_known_model, model_names
+        from .prune import algorithm_names
+
+        if not self.models:
+            raise ValueError("models: name at least one model")
+        for i, m in enumerate(self.models):
+            if not is_known_model(m.name):
+                raise ValueError(f"models[{i}]: unknown model {m.name!r}"
+                                 f"{suggest(m.name, model_names())}; use a name from "
+                                 "`edgeprune models` or 'package.module:factory'")
+        for a in self.algorithms:
+            if a not in algorithm_names():
+                raise ValueError(f"algorithms: unknown algorithm {a!r}{suggest(a, algorithm_names())}; "
+                                 f"choose from: {', '.join(algorithm_names())}")
+        if not self.algorithms:
+            raise ValueError("algorithms: name at least one algorithm")
+        return self
+
+
+# -- loading -----------------------------------------------------------------
+
+def _format_validation_error(err: ValidationError, cls: type[BaseModel] = SweepConfig) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"])
+        if e["type"] == "extra_forbidden":
+            parent = _model_at(cls, e["loc"][:-1])
+            allowed = sorted(parent.model_fields) if parent else []
+            key = str(e["loc"][-1])
+            parts.append(f"unknown key '{loc}'{suggest(key, allowed)}; allowed here: {', '.join(allowed)}")
+        elif e["type"] == "missing":
+            parts.append(f"missing key '{loc}'")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            got = e.get("input")
+            shown = "" if isinstance(got, (dict, list)) or got is None else f" (got {got!r})"
+            parts.append(f"{loc}: {msg}{shown}" if loc else msg)
+    return "; ".join(parts)
+
+
+def _model_at(cls: type[BaseModel], loc: tuple) -> Optional[type[BaseModel]]:
+    """The pydantic model class found by walking `loc` from `cls` (skipping list indices)."""
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = cls.model_fields.get(str(part))
+        if field is None:
+            return None
+        ann = field.annotation
+        inner = getattr(ann, "__args__", None)
+        candidates = [ann, *(inner or [])]
+        found = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if found is None:
+            return None
+        cls = found
+    return cls
+
+
+def apply_override(raw: dict, assignment: str) -> None:
+    """Apply one `key.sub=value` override in place; the value is parsed as YAML."""
+    key, sep, value = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {assignment!r}: expected key=value, e.g. --set finetune.epochs=3")
+    node = raw
+    parts = key.strip().split(".")
+    for p in parts[:-1]:
+        child = node.setdefault(p, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {assignment!r}: '{p}' is not a section")
+        node = child
+    node[parts[-1]] = yaml.safe_load(value)
+
+
+def load_config(source: Union[str, Path, dict], overrides: list[str] = (),
+                data_dir: Optional[str] = None, out: Optional[str] = None,
+                check_data: bool = True) -> SweepConfig:
+    """Read, override and validate a sweep config; raise ConfigError on any problem."""
+    if isinstance(source, dict):
+        raw = copy.deepcopy(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} not found; pass the path of a YAML sweep config")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"config file {str(path)!r}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config file {str(path)!r}: expected a mapping of keys at the top level")
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    if data_dir is not None:
+        raw.setdefault("dataset", {})["root"] = data_dir
+    if out is not None:
+        raw["out"] = out
+    try:
+        cfg = SweepConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(e)) from None
+    except EdgepruneError as e:
+        raise ConfigError(str(e)) from None
+    if check_data:
+        from .data import check_dataset
+        check_dataset(cfg.dataset)
+    return cfg
