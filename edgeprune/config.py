@@ -218,18 +218,32 @@ def _model_at(cls: type[BaseModel], loc: tuple) -> Optional[type[BaseModel]]:
 
 
 def apply_override(raw: dict, assignment: str) -> None:
-    """Apply one `key.sub=value` override in place; the value is parsed as YAML."""
+    """Apply one `key.sub=value` override in place (`models.0.pretrained=false`
+    indexes a list); the value is parsed as YAML."""
     key, sep, value = assignment.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"--set {assignment!r}: expected key=value, e.g. --set finetune.epochs=3")
-    node = raw
     parts = key.strip().split(".")
-    for p in parts[:-1]:
-        child = node.setdefault(p, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"--set {assignment!r}: '{p}' is not a section")
-        node = child
-    node[parts[-1]] = yaml.safe_load(value)
+    node = raw
+    for depth, p in enumerate(parts):
+        last = depth == len(parts) - 1
+        if isinstance(node, list):
+            if not p.isdigit() or int(p) >= len(node):
+                raise ConfigError(f"--set {assignment!r}: '{p}' is not an index of a list of {len(node)}")
+            i = int(p)
+            if last:
+                node[i] = yaml.safe_load(value)
+                return
+            if isinstance(node[i], str):  # a model given by name: promote it to a mapping
+                node[i] = {"name": node[i]}
+            node = node[i]
+        elif isinstance(node, dict):
+            if last:
+                node[p] = yaml.safe_load(value)
+                return
+            node = node.setdefault(p, {})
+        else:
+            raise ConfigError(f"--set {assignment!r}: '{parts[depth - 1]}' is not a section")
 
 
 def load_config(source: Union[str, Path, dict], overrides: list[str] = (),

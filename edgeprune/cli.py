@@ -1,0 +1,130 @@
+"""The `edgeprune` command: a thin layer over the Python API."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from .errors import EdgepruneError
+
+
+def _cmd_sweep(args) -> int:
+    from .config import load_config
+    from .sweep import RichProgress, SilentProgress, run_sweep
+    cfg = load_config(args.config, overrides=args.set, data_dir=args.data_dir, out=args.out)
+    progress = SilentProgress() if args.quiet else RichProgress()
+    run_dir = run_sweep(cfg, progress=progress, retry_failed=args.retry_failed)
+    from .store import ResultStore
+    with ResultStore(run_dir, create=False) as store:
+        counts = store.counts()
+    print(f"run folder: {run_dir}  ({counts['done']} done, {counts['failed']} failed)")
+    print(f"next: edgeprune show {run_dir}   |   edgeprune report {run_dir}")
+    return 0
+
+
+def _cmd_show(args) -> int:
+    from .report import print_trials
+    from .store import ResultStore
+    with ResultStore(args.run, create=False) as store:
+        trials = store.trials(args.status)
+        counts = store.counts()
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    print_trials(trials, title=f"{args.run}: {summary or 'no trials'}")
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from .store import load_results
+    df = load_results(args.run)
+    text = df.to_json(orient="records", indent=1) if args.json else df.to_csv(index=False)
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(text)
+        print(f"wrote {len(df)} trials to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from .report import report
+    files = report(args.run, args.out)
+    if not files:
+        print(f"{args.run}: no finished trials to draw yet", file=sys.stderr)
+        return 1
+    for f in files:
+        print(f)
+    return 0
+
+
+def _cmd_models(args) -> int:
+    from .models import list_models
+    for name in list_models(args.family):
+        print(name)
+    return 0
+
+
+def _cmd_algorithms(args) -> int:
+    from .prune import ALGORITHMS
+    for name in ALGORITHMS:
+        a = ALGORITHMS.get(name)
+        print(f"{name:16s} {'structured' if a.structured else 'unstructured':12s} {a.description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgeprune", description="Prune, fine-tune, measure and compare CNNs "
+                                "for edge devices.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("sweep", help="run (or resume) a sweep from a YAML config")
+    s.add_argument("config", help="sweep config (YAML)")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set finetune.epochs=3 (repeatable)")
+    s.add_argument("--data-dir", help="dataset root (overrides dataset.root)")
+    s.add_argument("--out", help="run folder (overrides out)")
+    s.add_argument("--retry-failed", action="store_true", help="also rerun trials that failed before")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(fn=_cmd_sweep)
+
+    s = sub.add_parser("show", help="print the trials of a run as a table")
+    s.add_argument("run", help="run folder")
+    s.add_argument("--status", choices=["pending", "running", "done", "failed", "cancelled"])
+    s.set_defaults(fn=_cmd_show)
+
+    s = sub.add_parser("export", help="write the trials of a run as CSV (default) or JSON")
+    s.add_argument("run", help="run folder")
+    fmt = s.add_mutually_exclusive_group()
+    fmt.add_argument("--csv", action="store_true", help="CSV (the default)")
+    fmt.add_argument("--json", action="store_true", help="JSON records")
+    s.add_argument("-o", "--output", help="file to write (default: standard output)")
+    s.set_defaults(fn=_cmd_export)
+
+    s = sub.add_parser("report", help="draw the comparison figures of a run (PNG and SVG)")
+    s.add_argument("run", help="run folder")
+    s.add_argument("--out", help="folder for the figures (default: RUN/report)")
+    s.set_defaults(fn=_cmd_report)
+
+    s = sub.add_parser("models", help="list the model names create_model knows")
+    s.add_argument("--family", choices=["torchvision", "cifar_resnet", "cifar_vgg"])
+    s.set_defaults(fn=_cmd_models)
+
+    s = sub.add_parser("algorithms", help="list the pruning algorithms")
+    s.set_defaults(fn=_cmd_algorithms)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except EdgepruneError as e:
+        print(f"edgeprune: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("edgeprune: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

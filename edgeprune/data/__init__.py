@@ -1,0 +1,67 @@
+"""Datasets: `load_dataset(config)` reads a registered dataset into memory;
+`BatchLoader` serves augmented, normalised batches from it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ..registry import Registry
+from . import cifar, imagefolder
+from .dataset import DataSplits, ImageDataset, channel_stats
+from .loader import BatchLoader, random_crop_flip
+
+__all__ = ["load_dataset", "check_dataset", "DataSplits", "ImageDataset", "BatchLoader",
+           "dataset_names", "resolve_normalization", "IMAGENET_STATS"]
+
+IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    check: Callable[[object], None]        # raises ConfigError when the data is not there
+    load: Callable[[object], DataSplits]
+
+
+DATASETS: Registry[DatasetSource] = Registry("dataset")
+for _name in ("cifar10", "cifar100"):
+    DATASETS.add(_name, DatasetSource(
+        check=lambda cfg, n=_name: cifar.check(n, cfg.root, cfg.download),
+        load=lambda cfg, n=_name: cifar.load(n, cfg.root, cfg.download)))
+DATASETS.add("imagefolder", DatasetSource(check=lambda cfg: imagefolder.check(cfg.root),
+                                          load=lambda cfg: imagefolder.load(cfg.root, cfg.image_size)))
+
+
+def dataset_names() -> list[str]:
+    return DATASETS.names()
+
+
+def check_dataset(cfg) -> None:
+    """Fail early, with a fix, when the configured dataset is not on disk."""
+    from ..errors import ConfigError, EdgepruneError
+    try:
+        source = DATASETS.get(cfg.name)
+    except EdgepruneError as e:
+        raise ConfigError(f"dataset.name: {e}") from None
+    source.check(cfg)
+
+
+def load_dataset(cfg, seed: int = 0) -> DataSplits:
+    """The configured dataset, cut to `train_fraction` / `test_fraction`."""
+    splits = DATASETS.get(cfg.name).load(cfg)
+    return DataSplits(splits.name, splits.train.subset(cfg.train_fraction, seed),
+                      splits.test.subset(cfg.test_fraction, seed + 1))
+
+
+def resolve_normalization(setting, model_meta: dict, data: ImageDataset) -> tuple[tuple, tuple]:
+    """(mean, std) for a trial. 'auto' uses the statistics the model's weights were
+    trained with when it has pretrained or checkpoint weights, else the dataset's."""
+    if setting == "dataset":
+        return data.mean, data.std
+    if setting == "imagenet":
+        return IMAGENET_STATS
+    if setting == "auto":
+        if model_meta.get("weights", "random") != "random":
+            return tuple(model_meta["mean"]), tuple(model_meta["std"])
+        return data.mean, data.std
+    mean, std = setting
+    return tuple(mean), tuple(std)

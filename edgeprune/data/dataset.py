@@ -1,0 +1,61 @@
+"""An image dataset held in memory as one uint8 tensor (N x 3 x H x W).
+
+CIFAR-size data fits easily (50,000 images are 150 MB), and whole-batch tensor
+operations on it are what makes CPU fine-tuning fast.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class ImageDataset:
+    images: torch.Tensor   # uint8, N x 3 x H x W
+    labels: torch.Tensor   # int64, N
+    classes: list[str]
+    mean: tuple[float, float, float]   # the dataset's own per-channel statistics
+    std: tuple[float, float, float]
+
+    def __post_init__(self):
+        if self.images.dtype != torch.uint8 or self.images.dim() != 4 or self.images.shape[1] != 3:
+            raise ValueError(f"images must be uint8 N x 3 x H x W, got {self.images.dtype} {tuple(self.images.shape)}")
+        if len(self.images) != len(self.labels):
+            raise ValueError("images and labels differ in length")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.images.shape[-1])
+
+    def subset(self, fraction: float, seed: int = 0) -> "ImageDataset":
+        """A seeded random `fraction` of the samples (the same for every trial)."""
+        if fraction >= 1.0:
+            return self
+        n = max(1, int(round(len(self) * fraction)))
+        idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+        return ImageDataset(self.images[idx], self.labels[idx], self.classes, self.mean, self.std)
+
+
+@dataclass
+class DataSplits:
+    name: str
+    train: ImageDataset
+    test: ImageDataset
+
+    @property
+    def num_classes(self) -> int:
+        return self.train.num_classes
+
+
+def channel_stats(images: torch.Tensor, max_images: int = 10_000) -> tuple[tuple, tuple]:
+    """Per-channel mean and std in [0, 1] units, on up to `max_images` images."""
+    x = images[:max_images].float().div_(255)
+    return tuple(x.mean((0, 2, 3)).tolist()), tuple(x.std((0, 2, 3)).tolist())

@@ -1,0 +1,68 @@
+"""Any ImageFolder tree with a train/val split: ROOT/train/<class>/*.jpg and
+ROOT/val/<class>/*.jpg (or ROOT/test/...). Images are decoded once, resized
+(shorter side, then centre crop) to `image_size` and kept in memory."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import ConfigError
+from .dataset import DataSplits, ImageDataset, channel_stats
+
+_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp", ".tif", ".tiff"}
+DEFAULT_SIZE = 224
+
+
+def _split_dirs(root: Path) -> tuple[Path, Path]:
+    train = root / "train"
+    held_out = next((root / d for d in ("val", "test") if (root / d).is_dir()), None)
+    return train, held_out
+
+
+def check(root: str) -> None:
+    train, held_out = _split_dirs(Path(root))
+    if not train.is_dir() or held_out is None:
+        raise ConfigError(f"dataset.root {root!r} is not an ImageFolder tree: expected {root}/train/<class>/ "
+                          f"and {root}/val/<class>/ (or test/); pass --data-dir DIR")
+
+
+def _load_image(path: Path, size: int) -> np.ndarray:
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        w, h = im.size
+        scale = size / min(w, h)
+        im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR)
+        w, h = im.size
+        left, top = (w - size) // 2, (h - size) // 2
+        im = im.crop((left, top, left + size, top + size))
+        return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)
+
+
+def _read_split(path: Path, classes: list[str], size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = [], []
+    for label, cls in enumerate(classes):
+        cdir = path / cls
+        if not cdir.is_dir():
+            continue
+        for f in sorted(cdir.iterdir()):
+            if f.suffix.lower() in _EXTENSIONS:
+                images.append(_load_image(f, size))
+                labels.append(label)
+    if not images:
+        raise ConfigError(f"{path} holds no images in class folders; expected {path}/<class>/*.jpg")
+    return torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.long)
+
+
+def load(root: str, image_size: int | None = None) -> DataSplits:
+    check(root)
+    train_dir, held_out = _split_dirs(Path(root))
+    classes = sorted(d.name for d in train_dir.iterdir() if d.is_dir())
+    size = image_size or DEFAULT_SIZE
+    xtr, ytr = _read_split(train_dir, classes, size)
+    xte, yte = _read_split(held_out, classes, size)
+    mean, std = channel_stats(xtr)
+    return DataSplits(Path(root).name, ImageDataset(xtr, ytr, classes, mean, std),
+                      ImageDataset(xte, yte, classes, mean, std))

@@ -1,0 +1,153 @@
+"""One trial: (adapted) base model -> prune -> fine-tune -> measure."""
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+import torch.nn as nn
+
+from ..config import DatasetConfig, FinetuneConfig, MeasureConfig, TargetLayers
+from ..data import BatchLoader, DataSplits, resolve_normalization
+from ..measure import count_macs, count_params, evaluate, measure_latency, model_size_bytes
+from ..models import create_model
+from ..prune import ALGORITHMS, prune_model
+from ..train import finetune
+from .plan import TrialSpec
+
+CALIBRATION_BATCHES = 4
+
+
+@dataclass
+class BaseModel:
+    """The unpruned model every trial of one model starts from, built once."""
+    model: nn.Module
+    input_size: int
+    mean: tuple
+    std: tuple
+    accuracy: float
+    params: int
+    macs: int
+    adapted: bool
+
+
+class TrialContext:
+    """What trials share within one process: the data, the base models, settings."""
+
+    def __init__(self, settings: dict, data: DataSplits, run_dir: str | Path,
+                 on_step: Optional[Callable[[int, int, float], None]] = None):
+        self.dataset = DatasetConfig(**settings["dataset"])
+        self.finetune = FinetuneConfig(**settings["finetune"])
+        self.measure = MeasureConfig(**settings["measure"])
+        self.target = TargetLayers(**settings["target"])
+        self.round_to = settings.get("round_to")
+        self.save_models = settings.get("save_models", False)
+        self.data, self.run_dir, self.on_step = data, Path(run_dir), on_step
+        self._bases: dict[str, BaseModel] = {}
+
+    # -- loaders ---------------------------------------------------------------
+    def train_loader(self, base: BaseModel, seed: int, augment: Optional[bool] = None) -> BatchLoader:
+        return BatchLoader(self.data.train, self.finetune.batch_size, base.mean, base.std, shuffle=True,
+                           augment=self.dataset.augment if augment is None else augment,
+                           image_size=base.input_size, seed=seed, channels_last=self.finetune.channels_last)
+
+    def test_loader(self, base: BaseModel) -> BatchLoader:
+        return BatchLoader(self.data.test, self.measure.eval_batch_size, base.mean, base.std,
+                           image_size=base.input_size, channels_last=self.finetune.channels_last)
+
+    # -- base models -----------------------------------------------------------
+    def base(self, spec: TrialSpec) -> BaseModel:
+        key = json.dumps(spec.model, sort_keys=True) + f"|{spec.seed}"
+        if key not in self._bases:
+            self._bases[key] = self._build_base(spec)
+        return self._bases[key]
+
+    def _build_base(self, spec: TrialSpec) -> BaseModel:
+        m = spec.model
+        model = create_model(m["name"], self.data.num_classes, pretrained=m["pretrained"],
+                             checkpoint=m.get("checkpoint"))
+        meta = model.edgeprune_meta
+        input_size = max(self.dataset.image_size or self.data.train.image_size, meta["min_input_size"])
+        mean, std = resolve_normalization(self.dataset.normalization, meta, self.data.train)
+        base = BaseModel(model, input_size, mean, std, float("nan"), 0, 0, adapted=False)
+        if (meta["head_replaced"] and self.finetune.order == "adapt_then_prune"
+                and self.finetune.adapt_epochs > 0):
+            self._adapt(base, spec)
+        model.eval()
+        base.accuracy = evaluate(model, self.test_loader(base))
+        base.params = count_params(model)
+        base.macs = count_macs(model, input_size)
+        return base
+
+    def _adapt(self, base: BaseModel, spec: TrialSpec) -> None:
+        """Fine-tune the new head (and the rest) once per model; cached on disk so a
+        resumed sweep and every trial of this model reuse it."""
+        name = spec.model_label.replace("/", "_").replace(":", "_")
+        ident = json.dumps(spec.model, sort_keys=True)
+        cache = self.run_dir / "adapted" / f"{name}-{_short_hash(ident)}-seed{spec.seed}.pt"
+        if cache.is_file():
+            base.model.load_state_dict(torch.load(cache, map_location="cpu", weights_only=True))
+        else:
+            finetune(base.model, self.train_loader(base, spec.seed), self.finetune,
+                     epochs=self.finetune.adapt_epochs, seed=spec.seed, on_step=self.on_step)
+            base.model.to(memory_format=torch.contiguous_format)
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(".tmp")
+            torch.save(base.model.state_dict(), tmp)
+            tmp.replace(cache)  # atomic: a crash never leaves a half-written cache
+        base.adapted = True
+
+
+def _short_hash(text: str) -> str:
+    import hashlib
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def run_trial(spec: TrialSpec, ctx: TrialContext) -> dict:
+    """Run one trial and return its metrics (raises on failure)."""
+    start = time.perf_counter()
+    base = ctx.base(spec)
+    test = ctx.test_loader(base)
+    metrics: dict = {"input_size": base.input_size, "base_accuracy": base.accuracy,
+                     "params_base": base.params, "macs_base": base.macs, "adapted": base.adapted}
+    if spec.is_baseline:
+        model = copy.deepcopy(base.model)
+        metrics.update(accuracy_pruned=base.accuracy, prune_seconds=0.0, channel_ratio=0.0, layer_rate=0.0)
+    else:
+        algo = ALGORITHMS.get(spec.algorithm)
+        calibration = None
+        if algo.needs_data:
+            loader = ctx.train_loader(base, spec.seed, augment=False)
+            calibration = [b for _, b in zip(range(CALIBRATION_BATCHES), loader)]
+        result = prune_model(base.model, spec.algorithm, spec.rate, base.input_size, kind=spec.target_kind,
+                             layers=ctx.target.layers, include=ctx.target.include, exclude=ctx.target.exclude,
+                             round_to=ctx.round_to, seed=spec.seed, calibration=calibration)
+        model = result.model
+        metrics.update(accuracy_pruned=evaluate(model, test), prune_seconds=result.seconds,
+                       channel_ratio=result.channel_ratio, layer_rate=result.layer_rate,
+                       structured=result.structured,
+                       layer_channels={n: list(c) for n, c in result.layer_channels.items()})
+        if result.sparsity is not None:
+            metrics["sparsity"] = result.sparsity
+    ft = finetune(model, ctx.train_loader(base, spec.seed), ctx.finetune, seed=spec.seed, on_step=ctx.on_step)
+    metrics.update(accuracy=evaluate(model, test), finetune_seconds=ft.seconds, finetune_steps=ft.steps,
+                   finetune_epochs=ft.epochs, finetune_losses=ft.losses)
+    model.to(memory_format=torch.contiguous_format).eval()
+    params, macs = count_params(model), count_macs(model, base.input_size)
+    metrics.update(params=params, param_reduction=1 - params / base.params, macs=macs,
+                   mac_reduction=1 - macs / base.macs, size_bytes=model_size_bytes(model))
+    if ctx.measure.latency:
+        lat = measure_latency(model, base.input_size, threads=ctx.measure.latency_threads,
+                              warmup=ctx.measure.latency_warmup, repeats=ctx.measure.latency_repeats)
+        metrics.update(latency_ms=lat.median_ms, latency_p90_ms=lat.p90_ms, latency_threads=lat.threads)
+    if ctx.save_models:
+        path = ctx.run_dir / "models" / f"{spec.trial_id}.pt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(model, path)
+        metrics["model_path"] = str(path)
+    metrics["trial_seconds"] = time.perf_counter() - start
+    return metrics

@@ -1,0 +1,71 @@
+"""Fine-tuning a (pruned) model: one plain, seeded training loop."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import torch
+import torch.nn as nn
+
+from .optim import OPTIMIZERS, warmup_cosine
+
+# on_step(step, total_steps, epoch) is called after every optimiser step
+StepCallback = Callable[[int, int, float], None]
+
+
+@dataclass
+class FinetuneResult:
+    steps: int
+    epochs: float
+    seconds: float
+    final_loss: float
+    losses: list[float] = field(default_factory=list)   # mean loss per (partial) epoch
+
+
+def planned_steps(cfg, batches_per_epoch: int, epochs: Optional[float] = None) -> int:
+    epochs = cfg.epochs if epochs is None else epochs
+    steps = int(math.ceil(epochs * batches_per_epoch))
+    return min(steps, cfg.max_steps) if cfg.max_steps is not None else steps
+
+
+def finetune(model: nn.Module, loader, cfg, *, epochs: Optional[float] = None, seed: int = 0,
+             on_step: Optional[StepCallback] = None) -> FinetuneResult:
+    """Train `model` in place on `loader` for `epochs` (default cfg.epochs), capped by
+    cfg.max_steps: SGD-Nesterov or AdamW, warm-up + cosine, label smoothing."""
+    torch.manual_seed(seed)
+    loader.generator.manual_seed(seed)
+    per_epoch = len(loader)
+    total = planned_steps(cfg, per_epoch, epochs)
+    start = time.perf_counter()
+    if total == 0:
+        return FinetuneResult(0, 0.0, 0.0, float("nan"))
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = OPTIMIZERS.get(cfg.optimizer)(model, cfg)
+    warmup = int(round(cfg.warmup_epochs * per_epoch))
+    scheduler = warmup_cosine(optimizer, total, warmup)
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    model.train()
+    step, losses, running, count = 0, [], 0.0, 0
+    while step < total:
+        for x, y in loader:
+            loss = criterion(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            running += loss.item()
+            count += 1
+            if on_step:
+                on_step(step, total, step / per_epoch)
+            if step >= total:
+                break
+        losses.append(running / max(count, 1))
+        running, count = 0.0, 0
+        if not math.isfinite(losses[-1]):
+            raise FloatingPointError(f"training diverged (loss {losses[-1]}); lower finetune.lr")
+    model.eval()
+    return FinetuneResult(step, step / per_epoch, time.perf_counter() - start, losses[-1], losses)

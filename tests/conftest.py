@@ -1,0 +1,66 @@
+"""Fixtures: tiny CIFAR-format datasets and tiny nets, made by the tests themselves."""
+from __future__ import annotations
+
+import pickle
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))  # makes `tiny_models` importable as a factory path
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def make_cifar(root: Path, n_train: int = 200, n_test: int = 100, num_classes: int = 10, seed: int = 0) -> Path:
+    """A CIFAR-10-layout folder whose classes are learnable (class-tinted noise)."""
+    rng = np.random.default_rng(seed)
+    base = root / "cifar-10-batches-py"
+    base.mkdir(parents=True, exist_ok=True)
+    palette = rng.integers(0, 255, size=(num_classes, 3))
+
+    def images(n):
+        labels = rng.integers(0, num_classes, size=n)
+        noise = rng.integers(0, 80, size=(n, 3, 32, 32))
+        x = (palette[labels][:, :, None, None] * 0.7 + noise).clip(0, 255).astype(np.uint8)
+        return x.reshape(n, 3072), labels.tolist()
+
+    per = n_train // 5
+    for i in range(1, 6):
+        x, y = images(per)
+        with open(base / f"data_batch_{i}", "wb") as f:
+            pickle.dump({"data": x, "labels": y, "batch_label": f"batch {i}"}, f)
+    x, y = images(n_test)
+    with open(base / "test_batch", "wb") as f:
+        pickle.dump({"data": x, "labels": y}, f)
+    with open(base / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": [f"class{i}" for i in range(num_classes)]}, f)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_cifar(tmp_path_factory) -> Path:
+    return make_cifar(tmp_path_factory.mktemp("cifar"))
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    torch.manual_seed(0)
+    yield
+
+
+def sweep_config(data_root: Path, out: Path, **overrides) -> dict:
+    """A small, fast sweep config as a dict."""
+    cfg = {
+        "name": "test", "out": str(out), "seed": 0,
+        "models": [{"name": "resnet20", "pretrained": False}],
+        "algorithms": ["l1"], "rates": [0.5],
+        "dataset": {"name": "cifar10", "root": str(data_root)},
+        "finetune": {"epochs": 1, "max_steps": 2, "batch_size": 32, "lr": 0.01},
+        "measure": {"latency_repeats": 2, "latency_warmup": 1, "eval_batch_size": 100},
+    }
+    for key, value in overrides.items():
+        cfg[key] = value
+    return cfg

@@ -1,0 +1,32 @@
+"""Tiny nets for tests, importable as `tiny_models:<factory>` model names."""
+import torch.nn as nn
+import torchvision
+
+
+def tiny_cnn(num_classes: int = 10) -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, num_classes))
+
+
+def tiny_mobilenet(num_classes: int = 10) -> nn.Module:
+    """Depthwise-separable blocks with inverted residuals and squeeze-free heads."""
+    return torchvision.models.mobilenet_v2(num_classes=num_classes, width_mult=0.25)
+
+
+def tiny_densenet(num_classes: int = 10) -> nn.Module:
+    """Concatenating dense blocks."""
+    return torchvision.models.DenseNet(growth_rate=8, block_config=(2, 2), num_init_features=16,
+                                       bn_size=2, num_classes=num_classes)
+
+
+def tiny_efficientnet(num_classes: int = 10) -> nn.Module:
+    """Depthwise convs with squeeze-excite gates."""
+    from torchvision.models.efficientnet import EfficientNet, _efficientnet_conf
+    settings, _ = _efficientnet_conf("efficientnet_b0", width_mult=0.25, depth_mult=0.25)
+    return EfficientNet(settings, dropout=0.0, num_classes=num_classes)
+
+
+def not_a_model(num_classes: int = 10):
+    return "nope"
