@@ -56,7 +56,7 @@ class PruneTarget(_Strict):
     @classmethod
     def _in_open_unit_interval(cls, v: float) -> float:
         if not 0.0 < v < 1.0:
-            raise ValueError(f"a pruning rate must lie in (0, 1), got {v}")
+            raise ValueError("a pruning rate must lie in (0, 1)")
         return v
 
     @property
@@ -64,18 +64,19 @@ class PruneTarget(_Strict):
         return f"{self.value:g}" if self.kind == "channels" else f"{self.kind}={self.value:g}"
 
 
-def _parse_target(item: Any) -> PruneTarget:
-    if isinstance(item, PruneTarget):
+def _parse_target(item: Any) -> Any:
+    """Normalise the short forms (0.5, {params: 0.5}, "macs=0.5") to {kind, value};
+    pydantic then validates each, so errors carry the list index."""
+    if isinstance(item, (PruneTarget, dict)) and not (isinstance(item, dict) and len(item) == 1):
         return item
     if isinstance(item, (int, float)) and not isinstance(item, bool):
-        return PruneTarget(value=float(item))
-    if isinstance(item, dict) and len(item) == 1:
+        return {"kind": "channels", "value": item}
+    if isinstance(item, dict):
         (kind, value), = item.items()
-        if kind in ("params", "macs", "channels"):
-            return PruneTarget(kind=kind, value=value)
+        return {"kind": kind, "value": value}
     if isinstance(item, str) and "=" in item:
         kind, _, value = item.partition("=")
-        return PruneTarget(kind=kind.strip(), value=float(value))
+        return {"kind": kind.strip(), "value": value.strip()}
     raise ValueError(f"a rate is a number in (0, 1), {{params: x}} or {{macs: x}}; got {item!r}")
 
 
@@ -134,6 +135,7 @@ class SweepConfig(_Strict):
     finetune: FinetuneConfig = FinetuneConfig()
     measure: MeasureConfig = MeasureConfig()
     executor: Literal["local"] = "local"
+    threads: Optional[int] = Field(None, gt=0, description="torch threads per trial (default: torch's own)")
     save_models: bool = False
 
     @field_validator("models", mode="before")
@@ -159,22 +161,29 @@ class SweepConfig(_Strict):
 
     @model_validator(mode="after")
     def _check_names(self) -> "SweepConfig":
-        from .models import is_known_model, model_names
+        from .models import is_known_model, model_entry, model_names
         from .prune import algorithm_names
 
         if not self.models:
             raise ValueError("models: name at least one model")
         for i, m in enumerate(self.models):
             if not is_known_model(m.name):
-                raise ValueError(f"models[{i}]: unknown model {m.name!r}"
+                raise ValueError(f"models.{i}: unknown model {m.name!r}"
                                  f"{suggest(m.name, model_names())}; use a name from "
                                  "`edgeprune models` or 'package.module:factory'")
+            try:
+                model_entry(m.name)  # imports a user's factory now, not mid-sweep
+            except EdgepruneError as e:
+                raise ValueError(f"models.{i}: {e}") from None
         for a in self.algorithms:
             if a not in algorithm_names():
                 raise ValueError(f"algorithms: unknown algorithm {a!r}{suggest(a, algorithm_names())}; "
                                  f"choose from: {', '.join(algorithm_names())}")
         if not self.algorithms:
             raise ValueError("algorithms: name at least one algorithm")
+        if "unstructured_l1" in self.algorithms and any(r.kind != "channels" for r in self.rates):
+            raise ValueError("rates: unstructured_l1 zeroes weights and cannot meet params/macs targets; "
+                             "give it plain rates (a separate sweep)")
         return self
 
 

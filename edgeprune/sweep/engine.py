@@ -7,6 +7,7 @@ import traceback
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
+import torch
 import yaml
 
 from ..config import SweepConfig
@@ -90,6 +91,8 @@ def run_sweep(cfg: SweepConfig, progress: Optional[SilentProgress] = None,
         progress.start(total=len(specs), already_done=len(specs) - len(todo))
         try:
             if todo:
+                if cfg.threads:
+                    torch.set_num_threads(cfg.threads)
                 data = load_dataset(cfg.dataset, seed=cfg.seed)
                 EXECUTORS.get(cfg.executor)().run(todo, settings, run_dir, data, store, progress)
         finally:
