@@ -176,3 +176,15 @@ def test_alexnet_is_fed_its_minimum_input_size(tiny_cifar, tmp_path):
     run_sweep(load_config(cfg))
     df = load_results(tmp_path / "run")
     assert df.loc[0, "status"] == "done" and df.loc[0, "input_size"] == 63
+
+
+def test_trial_model_is_saved_or_rebuilt(finished_run, tmp_path):
+    from edgeprune.measure import count_params
+    from edgeprune.sweep import trial_model
+    run, _ = finished_run
+    with ResultStore(run, create=False) as store:
+        t = store.trials()[2]
+    rebuilt = trial_model(run, t.trial_id[:8])       # not saved: the trial is run again
+    assert count_params(rebuilt) == t.metrics["params"]
+    with pytest.raises(EdgepruneError, match="no trial 'zzz'"):
+        trial_model(run, "zzz")

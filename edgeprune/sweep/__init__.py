@@ -2,7 +2,8 @@
 from .engine import EXECUTORS, run_sweep
 from .plan import BASELINE, TrialSpec, plan_trials
 from .progress import RichProgress, SilentProgress
-from .trial import TrialContext, run_trial
+from .rebuild import trial_model
+from .trial import TrialContext, execute_trial, run_trial
 
 __all__ = ["run_sweep", "plan_trials", "TrialSpec", "run_trial", "TrialContext", "EXECUTORS",
-           "RichProgress", "SilentProgress", "BASELINE"]
+           "RichProgress", "SilentProgress", "BASELINE", "execute_trial", "trial_model"]

@@ -109,6 +109,11 @@ def _short_hash(text: str) -> str:
 
 def run_trial(spec: TrialSpec, ctx: TrialContext) -> dict:
     """Run one trial and return its metrics (raises on failure)."""
+    return execute_trial(spec, ctx)[1]
+
+
+def execute_trial(spec: TrialSpec, ctx: TrialContext) -> tuple[nn.Module, dict]:
+    """Run one trial; returns the fine-tuned model and its metrics."""
     start = time.perf_counter()
     base = ctx.base(spec)
     test = ctx.test_loader(base)
@@ -150,4 +155,4 @@ def run_trial(spec: TrialSpec, ctx: TrialContext) -> dict:
         torch.save(model, path)
         metrics["model_path"] = str(path)
     metrics["trial_seconds"] = time.perf_counter() - start
-    return metrics
+    return model, metrics
