@@ -121,6 +121,17 @@ class MeasureConfig(_Strict):
     eval_batch_size: int = Field(500, gt=0)
 
 
+class RayConfig(_Strict):
+    """How trials run on Ray (executor: ray)."""
+    address: Optional[str] = Field(None, description="existing cluster ('auto', 'ray://host:10001'); "
+                                                     "default: $RAY_ADDRESS, else a local instance")
+    cpus_per_trial: float = Field(1, gt=0)
+    gpus_per_trial: float = Field(0, ge=0, description="fractions let small trials share a GPU")
+    max_retries: int = Field(2, ge=0, description="reruns of a trial whose worker process died")
+    num_cpus: Optional[int] = Field(None, gt=0, description="CPUs of a local instance (default: all)")
+    dashboard: bool = False
+
+
 class SweepConfig(_Strict):
     name: str = "sweep"
     out: str = "runs/sweep"
@@ -134,7 +145,10 @@ class SweepConfig(_Strict):
     dataset: DatasetConfig = DatasetConfig()
     finetune: FinetuneConfig = FinetuneConfig()
     measure: MeasureConfig = MeasureConfig()
-    executor: Literal["local"] = "local"
+    executor: Literal["local", "ray"] = "local"
+    ray: RayConfig = RayConfig()
+    storage: Optional[str] = Field(None, description="where artefacts go: a folder or an fsspec URL "
+                                                     "(default: the run folder)")
     threads: Optional[int] = Field(None, gt=0, description="torch threads per trial (default: torch's own)")
     save_models: bool = False
 

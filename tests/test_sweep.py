@@ -110,7 +110,7 @@ def test_ctrl_c_cancels_the_running_trial_and_resume_finishes(tiny_cifar, tmp_pa
             raise KeyboardInterrupt
         return real(spec, ctx)
 
-    import edgeprune.sweep.engine as engine
+    import edgeprune.sweep.executors.local as engine
     monkeypatch.setattr(engine, "run_trial", interrupt_second)
     cfg = load_config(sweep_config(tiny_cifar, tmp_path / "run", rates=[0.3, 0.5]))
     with pytest.raises(KeyboardInterrupt):

@@ -1,5 +1,6 @@
 """The sweep: config -> trials -> executor -> store."""
-from .engine import EXECUTORS, run_sweep
+from .engine import run_sweep
+from .executors import EXECUTORS, SweepJob, get_executor
 from .plan import BASELINE, TrialSpec, plan_trials
 from .progress import RichProgress, SilentProgress
 from .rebuild import trial_model

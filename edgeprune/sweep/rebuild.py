@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 import torch.nn as nn
 import yaml
 
+from .. import artifacts
 from ..config import load_config
 from ..data import load_dataset
 from ..errors import EdgepruneError
@@ -24,9 +24,8 @@ def trial_model(run_dir: str | Path, trial_id: str, data_dir: str | None = None)
     if record is None:
         raise EdgepruneError(f"no trial {trial_id!r} in {str(run_dir)!r}; `edgeprune show` lists them")
     saved = record.metrics.get("model_path")
-    if saved and Path(saved).is_file():
-        # our own file, written by this run's sweep: a whole pickled module
-        return torch.load(saved, map_location="cpu", weights_only=False).eval()
+    if saved and artifacts.exists(saved):
+        return artifacts.load_model(saved).eval()  # our own file, written by this run's sweep
     spec = TrialSpec.from_dict(record.spec)
     raw = yaml.safe_load((run_dir / "config.yaml").read_text())
     cfg = load_config(raw, data_dir=data_dir)

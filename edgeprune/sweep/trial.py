@@ -11,6 +11,7 @@ from typing import Callable, Optional
 import torch
 import torch.nn as nn
 
+from ..artifacts import ArtifactStore
 from ..config import DatasetConfig, FinetuneConfig, MeasureConfig, TargetLayers
 from ..data import BatchLoader, DataSplits, resolve_normalization
 from ..measure import count_macs, count_params, evaluate, measure_latency, model_size_bytes
@@ -39,14 +40,17 @@ class TrialContext:
     """What trials share within one process: the data, the base models, settings."""
 
     def __init__(self, settings: dict, data: DataSplits, run_dir: str | Path,
-                 on_step: Optional[Callable[[int, int, float], None]] = None):
+                 on_step: Optional[Callable[[int, int, float], None]] = None,
+                 artifacts: Optional[ArtifactStore] = None, adapted_states: Optional[dict] = None):
         self.dataset = DatasetConfig(**settings["dataset"])
         self.finetune = FinetuneConfig(**settings["finetune"])
         self.measure = MeasureConfig(**settings["measure"])
         self.target = TargetLayers(**settings["target"])
         self.round_to = settings.get("round_to")
-        self.save_models = settings.get("save_models", False)
         self.data, self.run_dir, self.on_step = data, Path(run_dir), on_step
+        self.artifacts = artifacts            # set when trial models are to be saved
+        # adapted state dicts computed elsewhere (a Ray task), by model identity
+        self.adapted_states = adapted_states if adapted_states is not None else {}
         self._bases: dict[str, BaseModel] = {}
 
     # -- loaders ---------------------------------------------------------------
@@ -87,9 +91,11 @@ class TrialContext:
         """Fine-tune the new head (and the rest) once per model; cached on disk so a
         resumed sweep and every trial of this model reuse it."""
         name = spec.model_label.replace("/", "_").replace(":", "_")
-        ident = json.dumps(spec.model, sort_keys=True)
+        ident = adaptation_key(spec)
         cache = self.run_dir / "adapted" / f"{name}-{_short_hash(ident)}-seed{spec.seed}.pt"
-        if cache.is_file():
+        if ident in self.adapted_states:
+            base.model.load_state_dict(self.adapted_states[ident])
+        elif cache.is_file():
             base.model.load_state_dict(torch.load(cache, map_location="cpu", weights_only=True))
         else:
             finetune(base.model, self.train_loader(base, spec.seed), self.finetune,
@@ -100,6 +106,17 @@ class TrialContext:
             torch.save(base.model.state_dict(), tmp)
             tmp.replace(cache)  # atomic: a crash never leaves a half-written cache
         base.adapted = True
+
+
+def adaptation_key(spec: TrialSpec) -> str:
+    """Trials that share this key share one adapted base model."""
+    return json.dumps(spec.model, sort_keys=True) + f"|seed={spec.seed}"
+
+
+def adapt_model(spec: TrialSpec, ctx: "TrialContext") -> Optional[dict]:
+    """The adapted state dict of the spec's model, or None when it needs none."""
+    base = ctx.base(spec)
+    return {k: v.clone() for k, v in base.model.state_dict().items()} if base.adapted else None
 
 
 def _short_hash(text: str) -> str:
@@ -149,10 +166,7 @@ def execute_trial(spec: TrialSpec, ctx: TrialContext) -> tuple[nn.Module, dict]:
         lat = measure_latency(model, base.input_size, threads=ctx.measure.latency_threads,
                               warmup=ctx.measure.latency_warmup, repeats=ctx.measure.latency_repeats)
         metrics.update(latency_ms=lat.median_ms, latency_p90_ms=lat.p90_ms, latency_threads=lat.threads)
-    if ctx.save_models:
-        path = ctx.run_dir / "models" / f"{spec.trial_id}.pt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(model, path)
-        metrics["model_path"] = str(path)
+    if ctx.artifacts is not None:
+        metrics["model_path"] = ctx.artifacts.save_model(f"models/{spec.trial_id}.pt", model)
     metrics["trial_seconds"] = time.perf_counter() - start
     return model, metrics

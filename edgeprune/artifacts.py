@@ -1,0 +1,51 @@
+"""Where trial artefacts (pruned models, exports) go: a local folder or any fsspec
+URL (s3://, gs://, a mounted NFS path), so Ray workers on other machines can
+write them without a shared file system."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import fsspec
+import torch
+import torch.nn as nn
+
+
+class ArtifactStore:
+    def __init__(self, root: str | Path):
+        self.root = str(root).rstrip("/")
+
+    def uri(self, relpath: str) -> str:
+        return f"{self.root}/{relpath}"
+
+    def put_bytes(self, relpath: str, data: bytes) -> str:
+        uri = self.uri(relpath)
+        fs, path = fsspec.core.url_to_fs(uri)
+        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        tmp = path + ".tmp"
+        with fs.open(tmp, "wb") as f:
+            f.write(data)
+        fs.mv(tmp, path)  # readers never see a half-written file
+        return uri
+
+    def save_model(self, relpath: str, model: nn.Module) -> str:
+        buf = io.BytesIO()
+        torch.save(model, buf)
+        return self.put_bytes(relpath, buf.getvalue())
+
+    def __getstate__(self):
+        return {"root": self.root}
+
+    def __setstate__(self, state):
+        self.root = state["root"]
+
+
+def load_model(uri: str) -> nn.Module:
+    """A whole pickled module written by `save_model` (our own files only)."""
+    with fsspec.open(uri, "rb") as f:
+        return torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=False)
+
+
+def exists(uri: str) -> bool:
+    fs, path = fsspec.core.url_to_fs(uri)
+    return fs.exists(path)
