@@ -8,15 +8,26 @@ and the sweep engine that runs it over models x algorithms x rates.
     >>> run_dir = run_sweep(load_config("examples/quickstart.yaml"))
     >>> load_results(run_dir)            # pandas DataFrame, one row per trial
 """
-from .config import SweepConfig, load_config
+import importlib
+
 from .errors import CheckpointError, ConfigError, EdgepruneError, OfflineError
-from .models import create_model, list_models
-from .prune import PruneResult, prune_model
-from .report import report
-from .store import ResultStore, load_results
-from .sweep import run_sweep
 
 __version__ = "0.1.0"
+
+# Imported on first use (PEP 562), so that torch-free parts such as
+# `python -m edgeprune.deploy.agent` run on a device without torch installed.
+_LAZY = {"SweepConfig": "config", "load_config": "config", "create_model": "models", "list_models": "models",
+         "PruneResult": "prune", "prune_model": "prune", "report": "report", "ResultStore": "store",
+         "load_results": "store", "run_sweep": "sweep"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __all__ = ["SweepConfig", "load_config", "create_model", "list_models", "prune_model", "PruneResult",
            "run_sweep", "ResultStore", "load_results", "report", "EdgepruneError", "ConfigError",
            "CheckpointError", "OfflineError", "__version__"]

@@ -72,6 +72,56 @@ def _cmd_algorithms(args) -> int:
     return 0
 
 
+def _cmd_deploy(args) -> int:
+    from .deploy.package import deploy_trial
+    want_onnx = args.onnx or not (args.int8 or args.torchscript)
+    result = deploy_trial(args.run, args.trial, args.output, onnx=want_onnx, int8=args.int8,
+                          torchscript=args.torchscript, data_dir=args.data_dir, opset=args.opset,
+                          dynamic_batch=args.dynamic_batch)
+    for kind, report in result.exports.items():
+        print(f"{kind}: {report.summary()}")
+    if result.quantized is not None:
+        q = result.quantized
+        acc = "" if result.int8_accuracy is None else f", test accuracy {100 * result.int8_accuracy:.2f}% (onnxruntime)"
+        print(f"int8: {q.path} ({q.size_bytes / 1e6:.2f} MB, {q.size_bytes / q.fp32_size_bytes:.2f}x the fp32 file, "
+              f"calibrated on {q.calibration_images} training images{acc})")
+    print(f"manifest: {result.files['manifest']}")
+    return 0
+
+
+def _cmd_agent(args) -> int:
+    from .deploy.agent import run
+    return run(args)
+
+
+def _cmd_latency(args) -> int:
+    import json
+    if args.device:
+        from .deploy.remote import AgentClient, AgentError
+        try:
+            r = AgentClient(args.device, timeout=args.timeout).benchmark(
+                args.model, threads=args.threads, warmup=args.warmup, repeats=args.repeats,
+                batch_size=args.batch_size)
+        except AgentError as e:
+            raise EdgepruneError(str(e)) from None
+    else:
+        from .deploy.agent import ModelLoadError, benchmark_onnx, device_info
+        try:
+            r = benchmark_onnx(args.model, threads=args.threads, warmup=args.warmup, repeats=args.repeats,
+                               batch_size=args.batch_size)
+        except ModelLoadError as e:
+            raise EdgepruneError(f"{args.model}: onnxruntime cannot load it: {e}") from None
+        r["device"] = device_info()
+    if args.json:
+        print(json.dumps(r, indent=1))
+    else:
+        dev = r.get("device", {})
+        print(f"{args.model}: median {r['median_ms']:.3f} ms, p90 {r['p90_ms']:.3f} ms over {r['repeats']} runs "
+              f"({r['threads']} thread(s), batch {r['batch_size']}) on {dev.get('cpu', '?')} "
+              f"[{dev.get('hostname', '')}, onnxruntime {dev.get('onnxruntime', '?')}]")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgeprune", description="Prune, fine-tune, measure and compare CNNs "
                                 "for edge devices.")
@@ -104,6 +154,37 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run", help="run folder")
     s.add_argument("--out", help="folder for the figures (default: RUN/report)")
     s.set_defaults(fn=_cmd_report)
+
+    s = sub.add_parser("deploy", help="export a trial's model to verified ONNX / int8 ONNX / TorchScript files")
+    s.add_argument("run", help="run folder")
+    s.add_argument("trial", help="trial id (a unique prefix will do; `edgeprune show` lists them)")
+    s.add_argument("--onnx", action="store_true", help="fp32 ONNX (the default when no format is named)")
+    s.add_argument("--int8", action="store_true", help="also int8 ONNX (onnxruntime static quantization)")
+    s.add_argument("--torchscript", action="store_true", help="TorchScript (torch.jit.trace)")
+    s.add_argument("-o", "--output", help="folder for the files (default: RUN/deploy/TRIAL)")
+    s.add_argument("--opset", type=int, help="ONNX opset (default: the run's deploy.opset)")
+    s.add_argument("--dynamic-batch", dest="dynamic_batch", action="store_true", default=None,
+                   help="dynamic batch axis (default: the run's deploy.dynamic_batch)")
+    s.add_argument("--static-batch", dest="dynamic_batch", action="store_false", help="batch fixed at 1")
+    s.add_argument("--data-dir", help="dataset root, if it moved since the sweep")
+    s.set_defaults(fn=_cmd_deploy)
+
+    from .deploy.agent import add_arguments
+    s = sub.add_parser("agent", help="serve latency benchmarks on this device (token from "
+                       "$EDGEPRUNE_AGENT_TOKEN); needs onnxruntime, not torch")
+    add_arguments(s)
+    s.set_defaults(fn=_cmd_agent)
+
+    s = sub.add_parser("latency", help="time an ONNX model in onnxruntime here, or on a device's agent")
+    s.add_argument("model", help="ONNX file")
+    s.add_argument("--device", help="URL of an `edgeprune agent` (token from $EDGEPRUNE_AGENT_TOKEN)")
+    s.add_argument("--threads", type=int, default=1)
+    s.add_argument("--warmup", type=int, default=3)
+    s.add_argument("--repeats", type=int, default=20)
+    s.add_argument("--batch-size", type=int, default=1)
+    s.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the agent")
+    s.add_argument("--json", action="store_true", help="all statistics as JSON")
+    s.set_defaults(fn=_cmd_latency)
 
     s = sub.add_parser("models", help="list the model names create_model knows")
     s.add_argument("--family", choices=["torchvision", "cifar_resnet", "cifar_vgg"])

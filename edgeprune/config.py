@@ -98,6 +98,13 @@ class DatasetConfig(_Strict):
     augment: bool = True
 
 
+class DistillConfig(_Strict):
+    """Knowledge distillation while fine-tuning a pruned model: the teacher is the
+    unpruned (dataset-adapted) model; loss = (1 - weight) * CE + weight * T^2 * KL."""
+    temperature: float = Field(4.0, gt=0)
+    weight: float = Field(0.5, ge=0, le=1, description="share of the distillation term in the loss")
+
+
 class FinetuneConfig(_Strict):
     epochs: float = Field(1, ge=0)
     max_steps: Optional[int] = Field(None, ge=0)
@@ -111,14 +118,126 @@ class FinetuneConfig(_Strict):
     order: Literal["adapt_then_prune", "prune_then_finetune"] = "adapt_then_prune"
     adapt_epochs: float = Field(1, ge=0, description="epochs to adapt a new head before pruning")
     channels_last: bool = True
+    distill: Optional[DistillConfig] = Field(None, description="true or {temperature, weight}: distil pruned "
+                                             "models from the unpruned one")
+
+    @field_validator("distill", mode="before")
+    @classmethod
+    def _distill_flag(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            return {} if v else None
+        return v
+
+
+_BACKEND_ALIASES = {"torch": "torch", "eager": "torch", "pytorch": "torch",
+                    "onnxruntime": "onnxruntime", "ort": "onnxruntime", "onnx": "onnxruntime"}
+
+
+class LatencyBackend(_Strict):
+    """Where latency is measured: `torch` (eager, this machine), `onnxruntime` (this
+    machine) or `device` (an `edgeprune agent` at `device: http://HOST:PORT`). Unset
+    numbers fall back to the measure section's latency_* settings."""
+    backend: Literal["torch", "onnxruntime", "device"] = "torch"
+    device: Optional[str] = Field(None, description="URL of an `edgeprune agent`")
+    name: Optional[str] = Field(None, description="label in metric names (default: the backend)")
+    threads: Optional[int] = Field(None, gt=0)
+    batch_size: Optional[int] = Field(None, gt=0)
+    input_size: Optional[int] = Field(None, gt=0)
+    warmup: Optional[int] = Field(None, ge=0)
+    repeats: Optional[int] = Field(None, gt=0)
+    token_env: str = Field("EDGEPRUNE_AGENT_TOKEN", description="environment variable holding the agent's token")
+    timeout: float = Field(600.0, gt=0, description="seconds to wait for the agent")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_forms(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = {"backend": "device", "device": v} if "://" in v else {"backend": v}
+        if isinstance(v, dict):
+            v = dict(v)
+            if "device" in v and "backend" not in v:
+                v["backend"] = "device"
+            b = v.get("backend")
+            if isinstance(b, str) and b != "device":
+                if b.lower() not in _BACKEND_ALIASES:
+                    raise ValueError(f"unknown latency backend {b!r}{suggest(b, ['torch', 'onnxruntime'])}; "
+                                     "use torch, onnxruntime or {device: http://HOST:PORT}")
+                v["backend"] = _BACKEND_ALIASES[b.lower()]
+        return v
+
+    @model_validator(mode="after")
+    def _device_url(self) -> "LatencyBackend":
+        if self.backend == "device":
+            if not self.device or not self.device.startswith(("http://", "https://")):
+                raise ValueError("a device backend needs `device: http://HOST:PORT` (where `edgeprune agent` runs)")
+        elif self.device:
+            raise ValueError(f"`device:` belongs to a device backend, not {self.backend}")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or self.backend
 
 
 class MeasureConfig(_Strict):
-    latency: bool = True
+    latency: Union[bool, list[LatencyBackend]] = Field(True, description="true (torch eager), false, a backend "
+                                                       "(torch | onnxruntime | {device: URL}) or a list of them")
     latency_threads: int = Field(1, gt=0)
     latency_warmup: int = Field(3, ge=0)
     latency_repeats: int = Field(20, gt=0)
+    latency_batch_size: int = Field(1, gt=0)
+    latency_input_size: Optional[int] = Field(None, gt=0, description="default: the trial's input size")
     eval_batch_size: int = Field(500, gt=0)
+
+    @field_validator("latency", mode="before")
+    @classmethod
+    def _latency_list(cls, v: Any) -> Any:
+        if isinstance(v, bool) or v is None:
+            return bool(v)
+        parsed = []
+        for i, item in enumerate(v if isinstance(v, list) else [v]):
+            try:
+                parsed.append(LatencyBackend.model_validate(item))
+            except ValidationError as e:  # one clean line instead of pydantic's union report
+                raise ValueError(f"backend {i}: {_format_validation_error(e, LatencyBackend)}") from None
+        return parsed
+
+    def latency_backends(self) -> list[LatencyBackend]:
+        """The backends with every unset number filled in from the latency_* settings."""
+        if self.latency is True:
+            backends = [LatencyBackend()]
+        elif self.latency is False:
+            backends = []
+        else:
+            backends = list(self.latency)
+        filled, seen = [], set()
+        for b in backends:
+            b = b.model_copy(update={
+                "threads": b.threads or self.latency_threads, "batch_size": b.batch_size or self.latency_batch_size,
+                "input_size": b.input_size or self.latency_input_size,
+                "warmup": self.latency_warmup if b.warmup is None else b.warmup,
+                "repeats": b.repeats or self.latency_repeats})
+            if b.label in seen:
+                raise ValueError(f"measure.latency: two backends are labelled {b.label!r}; give one a `name:`")
+            seen.add(b.label)
+            filled.append(b)
+        return filled
+
+
+class DeployConfig(_Strict):
+    """ONNX export and int8 quantization of trial models (for onnxruntime / device
+    latency, for `quantize: [int8]`, and for `edgeprune deploy`)."""
+    opset: int = Field(17, ge=9, le=23)
+    exporter: Literal["torchscript", "dynamo"] = "torchscript"
+    dynamic_batch: bool = True
+    parity_atol: float = Field(1e-4, gt=0, description="largest |onnxruntime - torch| accepted on test images")
+    parity_images: int = Field(64, gt=0)
+    calibration_images: int = Field(256, gt=0, description="training images that calibrate int8 ranges")
+    calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
+    per_channel: bool = True
+    activation_type: Literal["uint8", "int8"] = "uint8"
+    reduce_range: bool = False
+    save_onnx: bool = Field(False, description="keep each trial's .onnx in RUN/onnx/ (also with save_models)")
 
 
 class RayConfig(_Strict):
@@ -145,6 +264,8 @@ class SweepConfig(_Strict):
     dataset: DatasetConfig = DatasetConfig()
     finetune: FinetuneConfig = FinetuneConfig()
     measure: MeasureConfig = MeasureConfig()
+    quantize: list[Literal["none", "int8"]] = Field(["none"], description="sweep dimension: none | int8")
+    deploy: DeployConfig = DeployConfig()
     executor: Literal["local", "ray"] = "local"
     ray: RayConfig = RayConfig()
     storage: Optional[str] = Field(None, description="where artefacts go: a folder or an fsspec URL "
@@ -163,6 +284,12 @@ class SweepConfig(_Strict):
     @classmethod
     def _algorithms_list(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
+
+    @field_validator("quantize", mode="before")
+    @classmethod
+    def _quantize_list(cls, v: Any) -> Any:
+        v = [v] if isinstance(v, (str, bool)) or v is None else v
+        return ["none" if x in (None, False, "fp32") else x for x in v]
 
     @field_validator("rates", mode="before")
     @classmethod
@@ -195,6 +322,11 @@ class SweepConfig(_Strict):
                                  f"choose from: {', '.join(algorithm_names())}")
         if not self.algorithms:
             raise ValueError("algorithms: name at least one algorithm")
+        if not self.quantize or len(set(self.quantize)) != len(self.quantize):
+            raise ValueError("quantize: name each of none / int8 at most once, and at least one")
+        backends = self.measure.latency_backends()
+        if not self.deploy.dynamic_batch and any(b.batch_size != 1 for b in backends if b.backend != "torch"):
+            raise ValueError("measure: a latency batch size other than 1 needs deploy.dynamic_batch: true")
         if "unstructured_l1" in self.algorithms and any(r.kind != "channels" for r in self.rates):
             raise ValueError("rates: unstructured_l1 zeroes weights and cannot meet params/macs targets; "
                              "give it plain rates (a separate sweep)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from ..config import SweepConfig
 
@@ -23,6 +23,7 @@ class TrialSpec:
     rate: float           # 0.0 for the baseline
     seed: int
     settings: dict        # the shared settings every trial of the sweep uses
+    quantize: str = "none"  # none | int8 (onnxruntime static post-training quantization)
 
     @property
     def model_label(self) -> str:
@@ -33,17 +34,30 @@ class TrialSpec:
         return self.algorithm == BASELINE
 
     @property
+    def is_quantized(self) -> bool:
+        return self.quantize != "none"
+
+    def fp32_twin(self) -> "TrialSpec":
+        """The same trial without quantization (the model an int8 trial quantizes)."""
+        return replace(self, quantize="none")
+
+    @property
     def trial_id(self) -> str:
-        blob = json.dumps(asdict(self), sort_keys=True)
+        d = asdict(self)
+        if d["quantize"] == "none":   # unquantized trials keep the ids they had before the dimension existed
+            del d["quantize"]
+        blob = json.dumps(d, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def describe(self) -> str:
         what = "baseline" if self.is_baseline else f"{self.algorithm} @ " + (
             f"{self.rate:g}" if self.target_kind == "channels" else f"{self.target_kind}={self.rate:g}")
-        return f"{self.model_label} {what}"
+        return f"{self.model_label} {what}" + (f" {self.quantize}" if self.is_quantized else "")
 
     def to_row(self) -> dict:
-        return {"trial_id": self.trial_id, "model": self.model_label, "algorithm": self.algorithm,
+        # an int8 trial is its own line in tables and figures: "resnet20 int8" beside "resnet20"
+        label = f"{self.model_label} {self.quantize}" if self.is_quantized else self.model_label
+        return {"trial_id": self.trial_id, "model": label, "algorithm": self.algorithm,
                 "target_kind": self.target_kind, "rate": self.rate, "seed": self.seed, "spec": asdict(self)}
 
     @classmethod
@@ -51,11 +65,26 @@ class TrialSpec:
         return cls(**d)
 
 
+# Settings added after run folders existed: left out while at their defaults, so an
+# older run's settings (and so its trial ids) stay the same and it still resumes.
+_LATER_DEFAULTS = {("quantize",): ["none"], ("finetune", "distill"): None,
+                   ("measure", "latency_batch_size"): 1, ("measure", "latency_input_size"): None}
+
+
 def shared_settings(cfg: SweepConfig) -> dict:
     """The settings that define what a result means; a run folder holds one set."""
     d = cfg.model_dump(mode="json", exclude=_NOT_IDENTITY)
     for key in _DATASET_NOT_IDENTITY:
         d["dataset"].pop(key, None)
+    for path, default in _LATER_DEFAULTS.items():
+        *parents, key = path
+        node = d
+        for part in parents:
+            node = node.get(part, {})
+        if key in node and node[key] == default:
+            del node[key]
+    if "deploy" in d and d["deploy"] == type(cfg.deploy)().model_dump(mode="json"):
+        del d["deploy"]
     return d
 
 
@@ -64,9 +93,11 @@ def plan_trials(cfg: SweepConfig) -> list[TrialSpec]:
     trials = []
     for m in cfg.models:
         model = m.model_dump(mode="json")
+        # an int8 trial comes right after its fp32 twin, whose fine-tuned model it reuses
         if cfg.baseline:
-            trials.append(TrialSpec(model, BASELINE, "channels", 0.0, cfg.seed, settings))
+            trials += [TrialSpec(model, BASELINE, "channels", 0.0, cfg.seed, settings, q) for q in cfg.quantize]
         for algorithm in cfg.algorithms:
             for target in cfg.rates:
-                trials.append(TrialSpec(model, algorithm, target.kind, target.value, cfg.seed, settings))
+                trials += [TrialSpec(model, algorithm, target.kind, target.value, cfg.seed, settings, q)
+                           for q in cfg.quantize]
     return trials

@@ -12,9 +12,10 @@ import torch
 import torch.nn as nn
 
 from ..artifacts import ArtifactStore
-from ..config import DatasetConfig, FinetuneConfig, MeasureConfig, TargetLayers
+from ..config import DatasetConfig, DeployConfig, FinetuneConfig, MeasureConfig, TargetLayers
 from ..data import BatchLoader, DataSplits, resolve_normalization
-from ..measure import count_macs, count_params, evaluate, measure_latency, model_size_bytes
+from ..errors import EdgepruneError
+from ..measure import count_macs, count_params, evaluate, model_size_bytes
 from ..models import create_model
 from ..prune import ALGORITHMS, prune_model
 from ..train import finetune
@@ -52,6 +53,12 @@ class TrialContext:
         # adapted state dicts computed elsewhere (a Ray task), by model identity
         self.adapted_states = adapted_states if adapted_states is not None else {}
         self._bases: dict[str, BaseModel] = {}
+        self.deploy = DeployConfig(**settings.get("deploy", {}))
+        self.quantize = settings.get("quantize", ["none"])
+        from ..deploy.pipeline import sweep_backends
+        self.latency_backends = sweep_backends(self.measure, self.quantize) if self.measure.latency else []
+        self._agent_clients: dict = {}
+        self._finished: dict[str, tuple[nn.Module, dict]] = {}   # the last fp32 trial, for its int8 twin
 
     # -- loaders ---------------------------------------------------------------
     def train_loader(self, base: BaseModel, seed: int, augment: Optional[bool] = None) -> BatchLoader:
@@ -63,6 +70,39 @@ class TrialContext:
         return BatchLoader(self.data.test, self.measure.eval_batch_size, base.mean, base.std,
                            image_size=base.input_size, channels_last=self.finetune.channels_last)
 
+    # -- deployment ------------------------------------------------------------
+    def deploy_files(self, stem: str, model: nn.Module, base: BaseModel, seed: int):
+        """On-demand, verified ONNX / int8 files of a trial's model (edgeprune.deploy.pipeline)."""
+        from ..deploy.pipeline import TrialArtifacts, resized
+        test = BatchLoader(self.data.test, self.deploy.parity_images, base.mean, base.std,
+                           image_size=base.input_size)
+        check = next(iter(test))[0]
+
+        def calibration(size: int):
+            return BatchLoader(self.data.train, 64, base.mean, base.std, shuffle=True, augment=False,
+                               image_size=size, seed=seed)
+
+        return TrialArtifacts(model, base.input_size, self.deploy, stem,
+                              check_images=lambda size: resized(check, size), calibration=calibration)
+
+    def keep_deploy_files(self, files) -> dict:
+        """Keep ONNX files (deploy.save_onnx, or when trial models are saved) under onnx/."""
+        if not (self.deploy.save_onnx or self.artifacts is not None):
+            return {}
+        kept = {}
+        for f in files:
+            if self.artifacts is not None:
+                kept[f.name] = self.artifacts.put_bytes(f"onnx/{f.name}", f.read_bytes())
+            else:
+                dest = self.run_dir / "onnx" / f.name
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(f.read_bytes())
+                kept[f.name] = str(dest)
+        return kept
+
+    def remember(self, trial_id: str, model: nn.Module, metrics: dict) -> None:
+        self._finished = {trial_id: (model, metrics)} if "int8" in self.quantize else {}
+
     # -- base models -----------------------------------------------------------
     def base(self, spec: TrialSpec) -> BaseModel:
         key = json.dumps(spec.model, sort_keys=True) + f"|{spec.seed}"
@@ -72,6 +112,7 @@ class TrialContext:
 
     def _build_base(self, spec: TrialSpec) -> BaseModel:
         m = spec.model
+        torch.manual_seed(spec.seed)  # random weights and heads are the same in every process
         model = create_model(m["name"], self.data.num_classes, pretrained=m["pretrained"],
                              checkpoint=m.get("checkpoint"))
         meta = model.edgeprune_meta
@@ -130,7 +171,10 @@ def run_trial(spec: TrialSpec, ctx: TrialContext) -> dict:
 
 
 def execute_trial(spec: TrialSpec, ctx: TrialContext) -> tuple[nn.Module, dict]:
-    """Run one trial; returns the fine-tuned model and its metrics."""
+    """Run one trial; returns the fine-tuned model and its metrics (an int8 trial
+    returns the fp32 model it quantized)."""
+    if spec.is_quantized:
+        return _execute_quantized(spec, ctx)
     start = time.perf_counter()
     base = ctx.base(spec)
     test = ctx.test_loader(base)
@@ -155,18 +199,81 @@ def execute_trial(spec: TrialSpec, ctx: TrialContext) -> tuple[nn.Module, dict]:
                        layer_channels={n: list(c) for n, c in result.layer_channels.items()})
         if result.sparsity is not None:
             metrics["sparsity"] = result.sparsity
-    ft = finetune(model, ctx.train_loader(base, spec.seed), ctx.finetune, seed=spec.seed, on_step=ctx.on_step)
+    teacher = None
+    if ctx.finetune.distill is not None and not spec.is_baseline:   # a baseline would distil itself
+        if base.model.edgeprune_meta.get("head_replaced") and not base.adapted:
+            raise EdgepruneError("finetune.distill: the teacher's new head is untrained; use finetune.order "
+                                 "adapt_then_prune (with adapt_epochs > 0) to distil")
+        teacher = base.model
+    ft = finetune(model, ctx.train_loader(base, spec.seed), ctx.finetune, seed=spec.seed, on_step=ctx.on_step,
+                  teacher=teacher)
     metrics.update(accuracy=evaluate(model, test), finetune_seconds=ft.seconds, finetune_steps=ft.steps,
-                   finetune_epochs=ft.epochs, finetune_losses=ft.losses)
+                   finetune_epochs=ft.epochs, finetune_losses=ft.losses, distilled=ft.distilled, quantize="none")
     model.to(memory_format=torch.contiguous_format).eval()
     params, macs = count_params(model), count_macs(model, base.input_size)
     metrics.update(params=params, param_reduction=1 - params / base.params, macs=macs,
                    mac_reduction=1 - macs / base.macs, size_bytes=model_size_bytes(model))
-    if ctx.measure.latency:
-        lat = measure_latency(model, base.input_size, threads=ctx.measure.latency_threads,
-                              warmup=ctx.measure.latency_warmup, repeats=ctx.measure.latency_repeats)
-        metrics.update(latency_ms=lat.median_ms, latency_p90_ms=lat.p90_ms, latency_threads=lat.threads)
+    from ..deploy.pipeline import measure_latencies
+    files = ctx.deploy_files(spec.trial_id, model, base, spec.seed)
+    try:
+        metrics.update(measure_latencies(model, files, ctx.latency_backends, base.input_size,
+                                         clients=ctx._agent_clients))
+        if ctx.deploy.save_onnx or ctx.artifacts is not None:
+            files.onnx()
+        metrics.update(_export_metrics(files))
+        kept = ctx.keep_deploy_files(files.files())
+        if files.exports.get(base.input_size) and kept:
+            metrics["onnx_path"] = kept[files.exports[base.input_size].path.name]
+    finally:
+        files.close()
     if ctx.artifacts is not None:
         metrics["model_path"] = ctx.artifacts.save_model(f"models/{spec.trial_id}.pt", model)
+    metrics["trial_seconds"] = time.perf_counter() - start
+    ctx.remember(spec.trial_id, model, metrics)
+    return model, metrics
+
+
+def _export_metrics(files) -> dict:
+    """What the trial's fp32 ONNX export measured, when it made one."""
+    report = files.exports.get(files.input_size)
+    if report is None:
+        return {}
+    return {"onnx_size_bytes": report.size_bytes, "onnx_max_abs_diff": report.max_abs_diff,
+            "onnx_top1_agreement": report.top1_agreement, "onnx_export_seconds": report.seconds}
+
+
+# fp32 metrics an int8 trial does not inherit: it measures its own
+_NOT_INHERITED = ("latency_", "onnx_", "trial_seconds", "size_bytes", "accuracy")  # model_path: the twin's
+
+
+def _execute_quantized(spec: TrialSpec, ctx: TrialContext) -> tuple[nn.Module, dict]:
+    """An int8 trial: its fp32 twin's fine-tuned model (reused when the twin just ran
+    in this process, else trained again, seeded) quantized by onnxruntime static PTQ;
+    accuracy measured in onnxruntime on the test set, size of the int8 file, latency
+    on every backend that runs ONNX."""
+    from ..deploy.pipeline import measure_latencies
+    from ..deploy.quantize import onnx_accuracy
+    start = time.perf_counter()
+    twin = spec.fp32_twin()
+    model, fp32 = ctx._finished.get(twin.trial_id) or execute_trial(twin, ctx)
+    base = ctx.base(spec)
+    metrics = {k: v for k, v in fp32.items() if not k.startswith(_NOT_INHERITED)}
+    metrics["accuracy_pruned"] = fp32.get("accuracy_pruned")
+    files = ctx.deploy_files(twin.trial_id, model, base, spec.seed)
+    try:
+        int8_path = files.int8()
+        q = files.quantized[base.input_size]
+        metrics.update(_export_metrics(files))
+        metrics.update(quantize=spec.quantize, fp32_trial_id=twin.trial_id, accuracy_fp32=fp32["accuracy"],
+                       accuracy=onnx_accuracy(int8_path, ctx.test_loader(base), threads=torch.get_num_threads()),
+                       size_bytes=q.size_bytes, onnx_size_bytes=q.size_bytes, size_bytes_fp32_onnx=q.fp32_size_bytes,
+                       calibration_images=q.calibration_images, quantize_seconds=q.seconds)
+        metrics.update(measure_latencies(model, files, ctx.latency_backends, base.input_size, quantized=True,
+                                         clients=ctx._agent_clients))
+        kept = ctx.keep_deploy_files([int8_path])
+        if kept:
+            metrics["onnx_path"] = kept[int8_path.name]
+    finally:
+        files.close()
     metrics["trial_seconds"] = time.perf_counter() - start
     return model, metrics

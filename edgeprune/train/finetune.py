@@ -8,6 +8,7 @@ from typing import Callable, Optional
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from .optim import OPTIMIZERS, warmup_cosine
 
@@ -22,6 +23,19 @@ class FinetuneResult:
     seconds: float
     final_loss: float
     losses: list[float] = field(default_factory=list)   # mean loss per (partial) epoch
+    distilled: bool = False
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
+                      temperature: float, weight: float, criterion: nn.Module) -> torch.Tensor:
+    """(1 - weight) * criterion(student, labels) + weight * T^2 * KL(teacher_T || student_T)
+    (Hinton et al. 2015); T^2 keeps the soft term's gradients on the scale of the hard one."""
+    t = temperature
+    soft = F.kl_div(F.log_softmax(student_logits / t, dim=1), F.log_softmax(teacher_logits / t, dim=1),
+                    reduction="batchmean", log_target=True) * (t * t)
+    if weight >= 1.0:
+        return soft
+    return (1.0 - weight) * criterion(student_logits, labels) + weight * soft
 
 
 def planned_steps(cfg, batches_per_epoch: int, epochs: Optional[float] = None) -> int:
@@ -31,9 +45,14 @@ def planned_steps(cfg, batches_per_epoch: int, epochs: Optional[float] = None) -
 
 
 def finetune(model: nn.Module, loader, cfg, *, epochs: Optional[float] = None, seed: int = 0,
-             on_step: Optional[StepCallback] = None) -> FinetuneResult:
+             on_step: Optional[StepCallback] = None, teacher: Optional[nn.Module] = None,
+             distill=None) -> FinetuneResult:
     """Train `model` in place on `loader` for `epochs` (default cfg.epochs), capped by
-    cfg.max_steps: SGD-Nesterov or AdamW, warm-up + cosine, label smoothing."""
+    cfg.max_steps: SGD-Nesterov or AdamW, warm-up + cosine, label smoothing.
+
+    With a `teacher`, the loss distils it (`distill`, default cfg.distill, gives the
+    temperature and weight; 4.0 and 0.5 if neither is set). The teacher is run in
+    eval mode without gradients and is not changed."""
     torch.manual_seed(seed)
     loader.generator.manual_seed(seed)
     per_epoch = len(loader)
@@ -47,11 +66,21 @@ def finetune(model: nn.Module, loader, cfg, *, epochs: Optional[float] = None, s
     warmup = int(round(cfg.warmup_epochs * per_epoch))
     scheduler = warmup_cosine(optimizer, total, warmup)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    if teacher is not None:
+        distill = distill if distill is not None else getattr(cfg, "distill", None)
+        temperature, weight = (getattr(distill, "temperature", 4.0), getattr(distill, "weight", 0.5))
+        teacher_was_training = teacher.training
+        teacher.eval()
     model.train()
     step, losses, running, count = 0, [], 0.0, 0
     while step < total:
         for x, y in loader:
-            loss = criterion(model(x), y)
+            if teacher is None:
+                loss = criterion(model(x), y)
+            else:
+                with torch.no_grad():
+                    target = teacher(x)
+                loss = distillation_loss(model(x), target, y, temperature, weight, criterion)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -68,4 +97,7 @@ def finetune(model: nn.Module, loader, cfg, *, epochs: Optional[float] = None, s
         if not math.isfinite(losses[-1]):
             raise FloatingPointError(f"training diverged (loss {losses[-1]}); lower finetune.lr")
     model.eval()
-    return FinetuneResult(step, step / per_epoch, time.perf_counter() - start, losses[-1], losses)
+    if teacher is not None:
+        teacher.train(teacher_was_training)
+    return FinetuneResult(step, step / per_epoch, time.perf_counter() - start, losses[-1], losses,
+                          distilled=teacher is not None)

@@ -1,0 +1,35 @@
+"""Deployment: verified ONNX / TorchScript export, int8 quantization, latency on
+this machine (onnxruntime) or on the real device (`edgeprune agent`).
+
+    from edgeprune.deploy import export_onnx, quantize_onnx, AgentClient
+    report = export_onnx(model, "model.onnx", 32, check_inputs=test_images)   # raises ExportError on mismatch
+    quantize_onnx("model.onnx", "model.int8.onnx", calibration_batches)
+    AgentClient("http://pi:8787").benchmark("model.int8.onnx", threads=4)["median_ms"]
+
+Names are imported on first use: `edgeprune.deploy.agent` and `.remote` need
+neither torch nor the rest of edgeprune, so the agent runs on a bare device.
+"""
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {
+    "export_onnx": "export", "export_torchscript": "export", "ExportReport": "export", "ExportError": "export",
+    "onnx_predict": "export",
+    "quantize_onnx": "quantize", "QuantizeReport": "quantize", "QuantizeError": "quantize",
+    "onnx_accuracy": "quantize",
+    "benchmark_onnx": "agent", "device_info": "agent", "make_server": "agent",
+    "AgentClient": "remote", "AgentError": "remote",
+    "TrialArtifacts": "pipeline", "measure_latencies": "pipeline",
+    "deploy_trial": "package", "DeployResult": "package",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

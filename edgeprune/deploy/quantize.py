@@ -1,0 +1,147 @@
+"""int8: onnxruntime static post-training quantization of an fp32 ONNX model,
+calibrated on a few hundred training images, and accuracy in onnxruntime.
+
+Defaults follow onnxruntime's advice for CPUs: QDQ format, int8 weights quantized
+per output channel, uint8 activations, min/max calibration, after onnxruntime's
+pre-processing (shape inference and graph optimisation, which folds BatchNorm
+into the convolutions first).
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Optional, Union
+
+import numpy as np
+
+from ..errors import EdgepruneError
+
+
+class QuantizeError(EdgepruneError):
+    """Quantization failed."""
+
+
+@dataclass
+class QuantizeReport:
+    path: Path
+    source: Path
+    size_bytes: int
+    fp32_size_bytes: int
+    calibration_images: int
+    method: str
+    per_channel: bool
+    activation_type: str
+    weight_type: str
+    quant_format: str
+    reduce_range: bool
+    seconds: float
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["path"], d["source"] = str(self.path), str(self.source)
+        return d
+
+
+def _as_numpy_batches(calibration, limit: int) -> list[np.ndarray]:
+    """Up to `limit` images from an array, a tensor, or an iterable of batches /
+    (images, labels) pairs, as float32 NCHW numpy batches."""
+    if hasattr(calibration, "shape"):          # one array / tensor
+        calibration = [calibration]
+    batches, n = [], 0
+    for item in calibration:
+        x = item[0] if isinstance(item, (tuple, list)) else item
+        if hasattr(x, "detach"):
+            x = x.detach().contiguous().cpu().numpy()
+        x = np.ascontiguousarray(np.asarray(x, dtype=np.float32)[:limit - n])
+        if len(x):
+            batches.append(x)
+            n += len(x)
+        if n >= limit:
+            break
+    if not batches:
+        raise QuantizeError("no calibration images: int8 calibration needs a few hundred training images")
+    return batches
+
+
+class _Reader:
+    """onnxruntime's CalibrationDataReader over our batches, re-cut to the model's
+    batch size (its static batch, or 32 when the batch axis is dynamic)."""
+
+    def __init__(self, batches: list[np.ndarray], input_name: str, batch: int):
+        data = np.concatenate(batches)
+        self._items = [{input_name: np.ascontiguousarray(data[i:i + batch])}
+                       for i in range(0, len(data) - batch + 1, batch)] or [{input_name: data[:batch]}]
+        self._iter = iter(self._items)
+
+    def get_next(self):
+        return next(self._iter, None)
+
+    def rewind(self):
+        self._iter = iter(self._items)
+
+
+def quantize_onnx(fp32_path: Union[str, Path], int8_path: Union[str, Path], calibration, *,
+                  calibration_images: int = 256, method: str = "minmax", per_channel: bool = True,
+                  activation_type: str = "uint8", weight_type: str = "int8", quant_format: str = "qdq",
+                  reduce_range: bool = False, preprocess: bool = True) -> QuantizeReport:
+    """Quantize an fp32 ONNX model to int8 (static: activation ranges are calibrated on
+    `calibration`, e.g. a BatchLoader over training images without augmentation)."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType, quantize_static)
+
+    fp32_path, int8_path = Path(fp32_path), Path(int8_path)
+    int8_path.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    batches = _as_numpy_batches(calibration, calibration_images)
+    n_images = sum(len(b) for b in batches)
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+               "percentile": CalibrationMethod.Percentile}
+    types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
+    formats = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}
+    for name, value, allowed in [("method", method, methods), ("activation_type", activation_type, types),
+                                 ("weight_type", weight_type, types), ("quant_format", quant_format, formats)]:
+        if value not in allowed:
+            raise QuantizeError(f"{name} {value!r}: choose from {', '.join(allowed)}")
+    session = ort.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"])
+    inp = session.get_inputs()[0]
+    static = inp.shape[0] if isinstance(inp.shape[0], int) and inp.shape[0] > 0 else None
+    del session
+    with tempfile.TemporaryDirectory(prefix="edgeprune-quant-") as tmp:
+        source = fp32_path
+        if preprocess:
+            from onnxruntime.quantization.shape_inference import quant_pre_process
+            prepared = Path(tmp) / "prepared.onnx"
+            try:
+                quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+                source = prepared
+            except Exception:   # pre-processing is an optimisation; quantize the plain model instead
+                source = fp32_path
+        reader = _Reader(batches, inp.name, static or min(32, n_images))
+        try:
+            quantize_static(str(source), str(int8_path.resolve()), reader, quant_format=formats[quant_format],
+                            per_channel=per_channel, activation_type=types[activation_type],
+                            weight_type=types[weight_type], reduce_range=reduce_range,
+                            calibrate_method=methods[method])
+        except Exception as e:
+            raise QuantizeError(f"int8 quantization of {fp32_path.name} failed: {type(e).__name__}: "
+                                f"{str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}") from e
+    return QuantizeReport(int8_path, fp32_path, int8_path.stat().st_size, fp32_path.stat().st_size, n_images,
+                          method, per_channel, activation_type, weight_type, quant_format, reduce_range,
+                          time.perf_counter() - start)
+
+
+def onnx_accuracy(model: Union[str, Path, "object"], batches: Iterable, threads: int = 1) -> float:
+    """Top-1 accuracy in [0, 1] of an ONNX model (a path or an onnxruntime session) in
+    onnxruntime over (images, labels) batches, e.g. a test BatchLoader."""
+    from .agent import make_session
+    from .export import onnx_predict
+    session = make_session(str(model), threads) if isinstance(model, (str, Path)) else model
+    correct = total = 0
+    for x, y in batches:
+        x = x.contiguous().numpy() if hasattr(x, "contiguous") else np.asarray(x, dtype=np.float32)
+        y = y.numpy() if hasattr(y, "numpy") else np.asarray(y)
+        correct += int((onnx_predict(session, x).argmax(1) == y).sum())
+        total += len(y)
+    return correct / total if total else float("nan")
