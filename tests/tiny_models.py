@@ -30,3 +30,21 @@ def tiny_efficientnet(num_classes: int = 10) -> nn.Module:
 
 def not_a_model(num_classes: int = 10):
     return "nope"
+
+
+def dies_once(num_classes: int = 10):
+    """Kills its own process the first time it is built (a worker crash), then works.
+    The marker file is named by $EDGEPRUNE_TEST_MARKER."""
+    import os
+    import signal
+    marker = os.environ["EDGEPRUNE_TEST_MARKER"]
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return tiny_cnn(num_classes)
+
+
+def always_dies(num_classes: int = 10):
+    import os
+    import signal
+    os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,122 @@
+"""Parallel sweeps on a real local Ray instance (2 CPUs): same results as the local
+executor, worker crashes retried, driver crashes and Ctrl-C resumed cleanly."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ray = pytest.importorskip("ray")
+
+from edgeprune import load_config, load_results, run_sweep  # noqa: E402
+from edgeprune.store import ResultStore  # noqa: E402
+
+from conftest import sweep_config  # noqa: E402
+
+TESTS = Path(__file__).parent
+
+
+@pytest.fixture(scope="module")
+def ray_instance(tmp_path_factory):
+    marker_dir = tmp_path_factory.mktemp("markers")
+    os.environ["EDGEPRUNE_TEST_MARKER"] = str(marker_dir / "died")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=200_000_000,
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}})
+    yield marker_dir
+    ray.shutdown()
+
+
+def _cfg(data, out, **kw):
+    base = dict(algorithms=["l1"], rates=[0.3, 0.5], threads=1)
+    base.update(kw)
+    return load_config(sweep_config(data, out, **base))
+
+
+def test_ray_gives_the_same_results_as_local(ray_instance, tiny_cifar, tmp_path):
+    run_sweep(_cfg(tiny_cifar, tmp_path / "local"))
+    run_sweep(_cfg(tiny_cifar, tmp_path / "ray", executor="ray"))
+    cols = ["trial_id", "status", "accuracy", "accuracy_pruned", "params", "macs", "finetune_steps"]
+    local = load_results(tmp_path / "local")[cols]
+    parallel = load_results(tmp_path / "ray")[cols]
+    assert (local["status"] == "done").all() and len(local) == 3
+    assert local.equals(parallel)
+
+
+def test_a_killed_worker_is_retried_then_given_up(ray_instance, tiny_cifar, tmp_path):
+    models = [{"name": "tiny_models:dies_once", "pretrained": False},
+              {"name": "tiny_models:always_dies", "pretrained": False}]
+    run_sweep(_cfg(tiny_cifar, tmp_path / "run", executor="ray", models=models, algorithms=["l1"], rates=[0.5],
+                   baseline=False, ray={"max_retries": 1}))
+    assert (ray_instance / "died").exists()         # the first attempt really died
+    with ResultStore(tmp_path / "run", create=False) as store:
+        by_model = {t.model: t for t in store.trials()}
+    survivor, hopeless = by_model["tiny_models:dies_once"], by_model["tiny_models:always_dies"]
+    assert survivor.status == "done"
+    assert hopeless.status == "failed" and "worker died 2 time(s)" in hopeless.error
+
+
+def _sweep_process(config: Path) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+               RAY_AUTH_MODE="disabled")
+    return subprocess.Popen([sys.executable, "-m", "edgeprune.cli", "sweep", str(config), "--quiet"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+
+
+def _wait_for(run: Path, condition, timeout: float = 240) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if (run / "results.db").exists():
+            with ResultStore(run, create=False) as store:
+                if condition(store.counts()):
+                    return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting on {run}")
+
+
+def _write_config(tiny_cifar, tmp_path, algorithms, rates) -> tuple[Path, Path]:
+    run = tmp_path / "run"
+    cfg = sweep_config(tiny_cifar, run, algorithms=algorithms, rates=rates, executor="ray",
+                       ray={"num_cpus": 2})
+    cfg["finetune"]["max_steps"] = 4
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path, run
+
+
+def test_driver_killed_mid_sweep_resumes_with_nothing_lost_or_duplicated(tiny_cifar, tmp_path):
+    path, run = _write_config(tiny_cifar, tmp_path, ["l1", "fpgm"], [0.3, 0.5])
+    proc = _sweep_process(path)
+    try:
+        _wait_for(run, lambda c: c["done"] >= 2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)          # kill -9 the driver (and its local Ray)
+        proc.wait()
+    with ResultStore(run, create=False) as store:
+        before = {t.trial_id: t.finished_at for t in store.trials() if t.status == "done"}
+        assert store.integrity_ok() and len(store.trials()) == 5
+    resumed = _sweep_process(path)
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()[-2000:]
+    with ResultStore(run, create=False) as store:
+        trials = store.trials()
+        assert store.integrity_ok()
+    assert len(trials) == 5 and len({t.trial_id for t in trials}) == 5
+    assert all(t.status == "done" for t in trials)
+    for t in trials:                                 # no finished trial was rerun
+        if t.trial_id in before:
+            assert t.finished_at == before[t.trial_id]
+
+
+def test_ctrl_c_cancels_running_trials(tiny_cifar, tmp_path):
+    path, run = _write_config(tiny_cifar, tmp_path, ["l1"], [0.5])
+    proc = _sweep_process(path)
+    _wait_for(run, lambda c: c["running"] >= 1)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    with ResultStore(run, create=False) as store:
+        counts = store.counts()
+    assert counts["running"] == 0 and counts["cancelled"] >= 1
