@@ -46,14 +46,64 @@ def _cmd_export(args) -> int:
     return 0
 
 
-def _cmd_report(args) -> int:
-    from .report import report
-    files = report(args.run, args.out)
-    if not files:
-        print(f"{args.run}: no finished trials to draw yet", file=sys.stderr)
-        return 1
+def _print_report(files) -> None:
     for f in files:
         print(f)
+
+
+def _cmd_report(args) -> int:
+    from .report import report, watch_report
+    out = args.out or f"{args.run}/report"
+    if args.watch:
+        files = watch_report([args.run], out, interval=args.interval, on_write=_print_report)
+    else:
+        files = report(args.run, args.out)
+        _print_report(files)
+    if len(files) <= 1:
+        print(f"{args.run}: no finished trials to draw yet; the page lists the planned trials", file=sys.stderr)
+    return 0
+
+
+def _cmd_compare(args) -> int:
+    from .report import DEFAULT_COMPARE_DIR, compare, watch_report
+    labels = [x.strip() for x in args.labels.split(",")] if args.labels else None
+    if args.watch:
+        watch_report(args.runs, args.out or DEFAULT_COMPARE_DIR, labels, interval=args.interval,
+                     on_write=_print_report)
+    else:
+        _print_report(compare(args.runs, args.out, labels))
+    return 0
+
+
+def _cmd_recommend(args) -> int:
+    import json
+
+    from .recommend import export_trial, parse_count, parse_fraction, parse_ms, parse_size, recommend
+    rec = recommend(
+        args.runs,
+        max_latency_ms=None if args.max_latency_ms is None else parse_ms(args.max_latency_ms, "--max-latency-ms"),
+        max_params=None if args.max_params is None else parse_count(args.max_params, "--max-params"),
+        max_macs=None if args.max_macs is None else parse_count(args.max_macs, "--max-macs"),
+        max_size_bytes=None if args.max_size is None else parse_size(args.max_size, "--max-size"),
+        min_accuracy=None if args.min_accuracy is None else parse_fraction(args.min_accuracy, "--min-accuracy"),
+        max_accuracy_drop=None if args.max_accuracy_drop is None else parse_fraction(args.max_accuracy_drop,
+                                                                                     "--max-accuracy-drop"),
+        objective=args.objective, top=args.top, include_baseline=not args.pruned_only,
+        models=args.model or None, algorithms=args.algorithm or None)
+    rec.exported = bool(args.export)
+    if args.json:
+        print(json.dumps(rec.to_dict(), indent=1))
+    else:
+        sys.stdout.write(rec.format())
+    if rec.best is None:
+        return 1
+    if args.export:
+        best = rec.best
+        result = export_trial(best["run_path"], best["trial_id"], args.export, data_dir=args.data_dir)
+        print(f"exported trial {best['trial_id'][:8]} to {result.out_dir}: "
+              + ", ".join(f.name for f in result.files), file=sys.stderr)
+        for problem in result.problems:
+            print(f"warning: {problem}", file=sys.stderr)
     return 0
 
 
@@ -150,10 +200,43 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", help="file to write (default: standard output)")
     s.set_defaults(fn=_cmd_export)
 
-    s = sub.add_parser("report", help="draw the comparison figures of a run (PNG and SVG)")
+    s = sub.add_parser("report", help="write the HTML report of a run (report.html) and its PNG/SVG figures")
     s.add_argument("run", help="run folder")
-    s.add_argument("--out", help="folder for the figures (default: RUN/report)")
+    s.add_argument("--out", help="folder for the report (default: RUN/report)")
+    s.add_argument("--watch", action="store_true",
+                   help="keep regenerating it while the sweep runs (reload the page to see new trials)")
+    s.add_argument("--interval", type=float, default=30.0, metavar="S", help="seconds between checks with --watch")
     s.set_defaults(fn=_cmd_report)
+
+    s = sub.add_parser("compare", help="one report with several runs overlaid (e.g. two fine-tune budgets)")
+    s.add_argument("runs", nargs="+", metavar="RUN", help="run folders")
+    s.add_argument("--labels", help="comma-separated names for the runs (default: their folder names)")
+    s.add_argument("--out", help="folder for the report (default: ./compare-report)")
+    s.add_argument("--watch", action="store_true", help="keep regenerating it while sweeps run")
+    s.add_argument("--interval", type=float, default=30.0, metavar="S", help="seconds between checks with --watch")
+    s.set_defaults(fn=_cmd_compare)
+
+    s = sub.add_parser("recommend", help="the best finished trials that fit a budget; --export the chosen model")
+    s.add_argument("runs", nargs="+", metavar="RUN", help="run folder(s)")
+    s.add_argument("--max-latency-ms", metavar="MS", help="median CPU latency at batch 1, e.g. 5")
+    s.add_argument("--max-params", metavar="N", help="parameters, e.g. 1e6 or 250k")
+    s.add_argument("--max-macs", metavar="N", help="MACs per image, e.g. 20M")
+    s.add_argument("--max-size", metavar="BYTES", help="size of the weights, e.g. 500KB, 2MiB or bytes")
+    s.add_argument("--min-accuracy", metavar="ACC", help="top-1 accuracy, a fraction (0.9) or 90%%")
+    s.add_argument("--max-accuracy-drop", metavar="DROP",
+                   help="accuracy lost against the model's baseline trial: 0.01 or 1%% is one point")
+    s.add_argument("--objective", default="accuracy",
+                   choices=["accuracy", "accuracy_drop", "latency", "params", "macs", "size"],
+                   help="rank the trials that fit by this (default: accuracy)")
+    s.add_argument("--top", type=int, default=5, help="how many to list (default 5)")
+    s.add_argument("--model", action="append", help="only this model (repeatable)")
+    s.add_argument("--algorithm", action="append", help="only this algorithm (repeatable)")
+    s.add_argument("--pruned-only", action="store_true", help="leave the unpruned baselines out")
+    s.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    s.add_argument("--export", metavar="DIR",
+                   help="write the best trial's model (torch.export, TorchScript, state dict) and model card")
+    s.add_argument("--data-dir", help="dataset root, when --export has to rebuild the model elsewhere")
+    s.set_defaults(fn=_cmd_recommend)
 
     s = sub.add_parser("deploy", help="export a trial's model to verified ONNX / int8 ONNX / TorchScript files")
     s.add_argument("run", help="run folder")
