@@ -11,7 +11,12 @@ from .errors import EdgepruneError
 def _cmd_sweep(args) -> int:
     from .config import load_config
     from .sweep import RichProgress, SilentProgress, run_sweep
-    cfg = load_config(args.config, overrides=args.set, data_dir=args.data_dir, out=args.out)
+    overrides = list(args.set)
+    if args.executor:
+        overrides.append(f"executor={args.executor}")
+    if args.address:
+        overrides += ["executor=ray", f"ray.address={args.address}"]
+    cfg = load_config(args.config, overrides=overrides, data_dir=args.data_dir, out=args.out)
     progress = SilentProgress() if args.quiet else RichProgress()
     run_dir = run_sweep(cfg, progress=progress, retry_failed=args.retry_failed)
     from .store import ResultStore
@@ -20,6 +25,19 @@ def _cmd_sweep(args) -> int:
     print(f"run folder: {run_dir}  ({counts['done']} done, {counts['failed']} failed)")
     print(f"next: edgeprune show {run_dir}   |   edgeprune report {run_dir}")
     return 0
+
+
+def _cmd_status(args) -> int:
+    import time as _time
+    from .sweep.status import sweep_status
+    while True:
+        st = sweep_status(args.run)
+        print(st.line())
+        for name, seconds in st.running:
+            print(f"  running: {name} ({seconds:.0f}s)")
+        if not args.watch or st.counts["running"] + st.left == 0:
+            return 0
+        _time.sleep(args.watch)
 
 
 def _cmd_show(args) -> int:
@@ -183,9 +201,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a config key, e.g. --set finetune.epochs=3 (repeatable)")
     s.add_argument("--data-dir", help="dataset root (overrides dataset.root)")
     s.add_argument("--out", help="run folder (overrides out)")
+    s.add_argument("--executor", choices=["local", "ray"], help="overrides executor")
+    s.add_argument("--address", help="run on this Ray cluster (implies --executor ray; else $RAY_ADDRESS)")
     s.add_argument("--retry-failed", action="store_true", help="also rerun trials that failed before")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=_cmd_sweep)
+
+    s = sub.add_parser("status", help="progress of a sweep (also one running in another terminal)")
+    s.add_argument("run", help="run folder")
+    s.add_argument("--watch", type=float, metavar="SECONDS", help="repeat every SECONDS until it ends")
+    s.set_defaults(fn=_cmd_status)
 
     s = sub.add_parser("show", help="print the trials of a run as a table")
     s.add_argument("run", help="run folder")

@@ -274,7 +274,7 @@ class AgentServer(ThreadingHTTPServer):
                 f.write(body)
             cmd = [sys.executable, os.path.abspath(__file__), "--worker", path, json.dumps(params)]
             env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}   # the child needs no secret
-            t0 = time.perf_counter()
+            t0, started = time.perf_counter(), time.time()
             try:
                 proc = subprocess.run(cmd, cwd=folder, env=env, capture_output=True, timeout=self.bench_timeout)
             except subprocess.TimeoutExpired:
@@ -292,7 +292,7 @@ class AgentServer(ThreadingHTTPServer):
                 raise HTTPError(500, f"the benchmark process crashed ({how}): {err[-1] if err else 'no output'}")
             if "error" in result:
                 raise HTTPError(400 if result.get("stage") == "load" else 422, result["error"])
-            result["agent_seconds"] = wall
+            result.update(agent_seconds=wall, agent_started=started, agent_finished=time.time())
             return result
         finally:
             shutil.rmtree(folder, ignore_errors=True)

@@ -3,6 +3,7 @@ executor, which records each result the moment it ends. Running the same sweep
 again resumes it."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -38,6 +39,14 @@ def _first_difference(a, b, path: str = "") -> str:
     return f"{path}: {a!r} -> {b!r}"
 
 
+@contextmanager
+def executor_closed(executor):
+    try:
+        yield executor
+    finally:
+        executor.close()
+
+
 def run_sweep(cfg: SweepConfig, progress: Optional[SilentProgress] = None,
               retry_failed: bool = False) -> Path:
     """Run (or resume) the sweep `cfg` describes; returns the run folder."""
@@ -45,8 +54,8 @@ def run_sweep(cfg: SweepConfig, progress: Optional[SilentProgress] = None,
     run_dir = Path(cfg.out)
     specs = plan_trials(cfg)
     settings = shared_settings(cfg)
-    executor = get_executor(cfg.executor)  # fails before anything is written if ray is missing
-    with ResultStore(run_dir) as store:
+    executor = get_executor(cfg.executor)(cfg)  # connects first: a failure there writes nothing
+    with executor_closed(executor), ResultStore(run_dir) as store:
         _check_same_settings(store, settings, run_dir)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
         store.add_trials(s.to_row() for s in specs)

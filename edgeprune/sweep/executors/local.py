@@ -7,6 +7,17 @@ from .errors import describe_error
 
 
 @EXECUTORS.register("local")
+class LocalExecutor:
+    def __init__(self, cfg):
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def __call__(self, job: SweepJob) -> None:
+        run_local(job)
+
+
 def run_local(job: SweepJob) -> None:
     ctx = TrialContext(job.settings, job.data, job.run_dir, on_step=job.progress.step, artifacts=job.artifacts)
     for spec in job.specs:

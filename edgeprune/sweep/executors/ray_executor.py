@@ -134,9 +134,10 @@ def _init_ray(cfg) -> bool:
                       runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}})
     try:
         ray.init(address=address, **kwargs)
-    except ConnectionError as e:
-        raise EdgepruneError(f"cannot reach the Ray cluster at {address!r} ({e}); check ray.address / "
-                             "RAY_ADDRESS, or leave both unset for a local instance") from None
+    except Exception as e:  # ray raises ConnectionError, ValueError, RuntimeError... for a bad address
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise EdgepruneError(f"cannot start or reach Ray at {address or 'a local instance'!r} ({first}); check "
+                             "ray.address / RAY_ADDRESS, or leave both unset for a local instance") from None
     return True
 
 
@@ -173,9 +174,20 @@ def _adapt_all(job: SweepJob, data_ref, threads: int) -> dict:
 
 
 @EXECUTORS.register("ray")
-def run_ray(job: SweepJob) -> None:
+class RayExecutor:
+    def __init__(self, cfg):
+        self.started_here = _init_ray(cfg)   # before anything is written: a bad address writes nothing
+
+    def close(self) -> None:
+        if self.started_here:
+            ray.shutdown()
+
+    def __call__(self, job: SweepJob) -> None:
+        _run(job)
+
+
+def _run(job: SweepJob) -> None:
     rc = job.cfg.ray
-    started_here = _init_ray(job.cfg)
     threads = max(1, int(rc.cpus_per_trial))
     pending: dict = {}
     seen_attempts: dict[str, int] = {}
@@ -209,9 +221,6 @@ def run_ray(job: SweepJob) -> None:
                 job.store.mark_cancelled(spec.trial_id, "interrupted by the user")
                 job.progress.trial_finished(spec, "cancelled", None)
         raise
-    finally:
-        if started_here:
-            ray.shutdown()
 
 
 def _record(job: SweepJob, spec: TrialSpec, ref, max_retries: int, seen: dict) -> None:

@@ -1,0 +1,56 @@
+"""What a sweep is doing, read from its store (works from another terminal)."""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from ..store import ResultStore
+
+
+@dataclass
+class SweepStatus:
+    counts: dict[str, int]
+    running: list[tuple[str, float]]      # (trial, seconds since it started)
+    mean_trial_seconds: Optional[float]
+    eta_seconds: Optional[float]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def left(self) -> int:
+        return self.counts["pending"] + self.counts["cancelled"]
+
+    def line(self) -> str:
+        c = self.counts
+        eta = f", ETA {_duration(self.eta_seconds)}" if self.eta_seconds is not None else ""
+        return (f"{c['done']}/{self.total} done, {c['running']} running, {c['failed']} failed, "
+                f"{self.left} left{eta}")
+
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def sweep_status(run_dir: str | Path) -> SweepStatus:
+    with ResultStore(run_dir, create=False) as store:
+        trials = store.trials()
+        counts = store.counts()
+    now = time.time()
+    durations = [t.finished_at - t.started_at for t in trials
+                 if t.status == "done" and t.started_at and t.finished_at]
+    running = [(f"{t.model} {t.algorithm} {t.rate:g}", now - (t.started_at or now))
+               for t in trials if t.status == "running"]
+    mean = statistics.mean(durations) if durations else None
+    eta = None
+    if mean is not None:
+        parallel = max(1, len(running))
+        remaining = counts["pending"] + counts["cancelled"] + len(running) * 0.5
+        eta = mean * remaining / parallel
+    return SweepStatus(counts, running, mean, eta)
