@@ -60,8 +60,9 @@ def algorithm_names() -> list[str]:
 def prune_model(model: nn.Module, algorithm: str, rate: float, input_size: int, *, kind: str = "channels",
                 layers: Sequence[str] = ("conv2d",), include: Sequence[str] = (), exclude: Sequence[str] = (),
                 round_to: Optional[int] = None, seed: int = 0,
-                calibration: Optional[Iterable] = None) -> PruneResult:
-    """Prune a copy of `model`; the model passed in is left as it was.
+                calibration: Optional[Iterable] = None, inplace: bool = False) -> PruneResult:
+    """Prune a copy of `model` (the model passed in is left as it was), or the model
+    itself with `inplace=True` (plain channel rates only).
 
     `calibration` is a re-iterable of (images, labels) batches, needed by `taylor`.
     """
@@ -78,7 +79,7 @@ def prune_model(model: nn.Module, algorithm: str, rate: float, input_size: int, 
 
     start = time.perf_counter()
     if kind == "channels":
-        result = prune_at(copy.deepcopy(model), rate)
+        result = prune_at(model if inplace else copy.deepcopy(model), rate)
     elif not algo.structured:
         raise ValueError(f"{algorithm} zeroes weights and cannot meet a {kind} target; give it plain rates")
     else:
