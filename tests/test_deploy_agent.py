@@ -1,0 +1,161 @@
+"""`edgeprune agent` on loopback: round trip, auth, limits, bad input, concurrency,
+and that it runs where torch is not installed."""
+import http.client
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from edgeprune.deploy import AgentClient, AgentError, export_onnx
+from edgeprune.deploy.agent import TOKEN_ENV, make_server
+
+import tiny_models
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """The machine is often shared: one thread keeps torch from oversubscribing its cores."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+TOKEN = "test-token-0123456789abcdef"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def onnx_model(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("agent") / "tiny.onnx"
+    export_onnx(tiny_models.tiny_cnn(10), path, 32)
+    return path
+
+
+def _serve(**kw):
+    server = make_server("127.0.0.1", 0, TOKEN, quiet=True, **kw)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return server, thread
+
+
+@pytest.fixture(scope="module")
+def agent():
+    server, thread = _serve(max_upload_mb=2.0, bench_timeout=60, read_timeout=10)
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+def _post(url: str, body: bytes, token: str = TOKEN, query: str = "repeats=2") -> tuple[int, dict]:
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        conn.request("POST", f"/benchmark?{query}", body=body,
+                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream"})
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read() or b"{}")
+    finally:
+        conn.close()
+
+
+def test_benchmark_round_trip_returns_stats_and_device(agent, onnx_model):
+    client = AgentClient(agent.url, token=TOKEN)
+    assert client.health() == {"ok": True, "api": 1}
+    info = client.info()
+    assert info["cores"] >= 1 and info["onnxruntime"] and "CPUExecutionProvider" in info["providers"]
+    r = client.benchmark(onnx_model, threads=1, warmup=1, repeats=5)
+    assert r["repeats"] == 5 and 0 < r["median_ms"] <= r["p90_ms"] <= r["max_ms"]
+    assert r["input_shapes"] == {"input": [1, 3, 32, 32]} and r["device"]["cpu"] == info["cpu"]
+    assert r["round_trip_s"] >= r["agent_seconds"] > 0
+
+
+def test_wrong_or_missing_token_is_401(agent, onnx_model):
+    status, body = _post(agent.url, onnx_model.read_bytes(), token="wrong-token")
+    assert status == 401 and "token" in body["error"]
+    with pytest.raises(AgentError) as e:
+        AgentClient(agent.url, token="nope").info()
+    assert e.value.status == 401
+    with pytest.raises(AgentError, match=TOKEN_ENV):
+        AgentClient(agent.url, token="").info()
+
+
+def test_oversized_upload_is_413(agent, onnx_model):
+    status, body = _post(agent.url, b"\0" * (3 * 1024 * 1024))
+    assert status == 413 and "limit" in body["error"]
+    with pytest.raises(AgentError) as e:   # the client checks the limit before uploading
+        AgentClient(agent.url, token=TOKEN).benchmark(b"\0" * (3 * 1024 * 1024))
+    assert e.value.status == 413
+
+
+def test_garbage_is_400_and_the_agent_keeps_serving(agent, onnx_model):
+    status, body = _post(agent.url, b"this is not an onnx model" * 10)
+    assert status == 400 and "failed to load" in body["error"]
+    status, body = _post(agent.url, onnx_model.read_bytes(), query="repeats=lots")
+    assert status == 400 and "repeats" in body["error"]
+    status, body = _post(agent.url, onnx_model.read_bytes(), query="threads=0")
+    assert status == 400
+    status, body = _post(agent.url, onnx_model.read_bytes())
+    assert status == 200 and body["repeats"] == 2
+
+
+def test_two_concurrent_requests_run_one_at_a_time(agent, onnx_model):
+    client = AgentClient(agent.url, token=TOKEN)
+    results = [None, None]
+
+    def go(i):
+        results[i] = client.benchmark(onnx_model, warmup=0, repeats=50)
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    a, b = sorted(results, key=lambda r: r["agent_started"])
+    assert a["agent_finished"] <= b["agent_started"]          # queued, not overlapped
+
+
+def test_a_busy_agent_answers_503_when_the_queue_wait_runs_out(onnx_model):
+    server, thread = _serve(queue_timeout=0.05)
+    try:
+        slow = threading.Thread(target=_post, args=(server.url, onnx_model.read_bytes(), TOKEN,
+                                                    "warmup=0&repeats=3000"))
+        slow.start()
+        time.sleep(0.3)     # the first benchmark holds the agent now
+        status, body = _post(server.url, onnx_model.read_bytes())
+        assert status == 503 and "busy" in body["error"]
+        slow.join(timeout=60)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_agent_module_runs_without_torch(tmp_path, onnx_model):
+    """`python -m edgeprune.deploy.agent` with torch made unimportable: it serves and benchmarks."""
+    blocker = tmp_path / "block" / "torch"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('torch is not installed (test)')\n")
+    env = dict(os.environ, PYTHONPATH=f"{blocker.parent}{os.pathsep}{ROOT}", **{TOKEN_ENV: TOKEN})
+    proc = subprocess.Popen([sys.executable, "-m", "edgeprune.deploy.agent", "--port", "0", "--quiet"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        line = proc.stdout.readline()
+        assert "listening on http://127.0.0.1:" in line, proc.stderr.read() if proc.poll() is not None else line
+        url = line.split("listening on ")[1].split()[0]
+        r = AgentClient(url, token=TOKEN).benchmark(onnx_model, repeats=3)
+        assert r["repeats"] == 3 and r["device"]["onnxruntime"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    # without a token it refuses to start, saying how to set one
+    env.pop(TOKEN_ENV)
+    done = subprocess.run([sys.executable, "-m", "edgeprune.deploy.agent", "--port", "0"], env=env,
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode != 0 and TOKEN_ENV in done.stderr
