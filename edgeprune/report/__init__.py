@@ -36,17 +36,19 @@ def write_report(run_dirs: str | Path | Sequence[str | Path], out_dir: str | Pat
     return files + [page]
 
 
-def report(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
+def report(run_dir: str | Path, out_dir: str | Path | None = None, figures: bool = True) -> list[Path]:
     """The report of one run (into RUN/report by default); returns the files, the
-    HTML page last. Works mid-sweep: unfinished trials are listed as such."""
-    return write_report([run_dir], Path(out_dir) if out_dir else Path(run_dir) / "report")
+    HTML page last. Works mid-sweep: unfinished trials are listed as such.
+    `figures=False` skips the PNG/SVG files."""
+    return write_report([run_dir], Path(out_dir) if out_dir else Path(run_dir) / "report", figures=figures)
 
 
 def compare(run_dirs: Sequence[str | Path], out_dir: str | Path | None = None,
-            labels: Optional[Sequence[str]] = None) -> list[Path]:
+            labels: Optional[Sequence[str]] = None, figures: bool = True) -> list[Path]:
     """One report with several runs overlaid (e.g. two fine-tune budgets, or two
     machines' latency); runs are named by their folders unless `labels` are given."""
-    return write_report(list(run_dirs), Path(out_dir) if out_dir else Path(DEFAULT_COMPARE_DIR), labels)
+    return write_report(list(run_dirs), Path(out_dir) if out_dir else Path(DEFAULT_COMPARE_DIR), labels,
+                        figures=figures)
 
 
 def _state(run_dirs: Sequence[str | Path]) -> tuple:
@@ -59,7 +61,7 @@ def _state(run_dirs: Sequence[str | Path]) -> tuple:
 
 def watch_report(run_dirs: Sequence[str | Path], out_dir: str | Path, labels: Optional[Sequence[str]] = None,
                  interval: float = 30.0, on_write: Optional[Callable[[list[Path]], None]] = None,
-                 max_rounds: Optional[int] = None) -> list[Path]:
+                 max_rounds: Optional[int] = None, figures: bool = True) -> list[Path]:
     """Regenerate the report whenever a trial changes state, until no trial is
     pending or running (or `max_rounds` checks); returns the last files written."""
     run_dirs = list(run_dirs)
@@ -67,7 +69,7 @@ def watch_report(run_dirs: Sequence[str | Path], out_dir: str | Path, labels: Op
     while True:
         state = _state(run_dirs)
         if state != last:
-            files = write_report(run_dirs, out_dir, labels)
+            files = write_report(run_dirs, out_dir, labels, figures=figures)
             last = state
             if on_write:
                 on_write(files)

@@ -60,12 +60,11 @@ def check_page(html_path: str | Path, screenshot: str | Path | None = None, widt
     with tempfile.TemporaryDirectory(prefix="edgeprune-chromium-") as profile:
         base = [exe, *FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=20000",
                 "--enable-logging=stderr", "--v=0"]
-        dump = _run(base + ["--dump-dom", url], timeout)
-        if screenshot is not None:
-            shot = _run(base + [f"--screenshot={Path(screenshot).resolve()}", f"--window-size={width},{height}", url],
-                        timeout)
-            if not Path(screenshot).is_file():
-                raise EdgepruneError(f"chromium wrote no screenshot: {shot.stderr[-500:]}")
+        shot = [] if screenshot is None else [f"--screenshot={Path(screenshot).resolve()}",
+                                              f"--window-size={width},{height}"]
+        dump = _run(base + shot + ["--dump-dom", url], timeout)     # one launch: the DOM and the picture
+        if screenshot is not None and not Path(screenshot).is_file():
+            raise EdgepruneError(f"chromium wrote no screenshot: {dump.stderr[-500:]}")
     dom = dump.stdout
     body = re.search(r"<body([^>]*)>", dom)
     attrs = dict(re.findall(r'([\w-]+)="([^"]*)"', body.group(1))) if body else {}

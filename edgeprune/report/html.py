@@ -112,8 +112,8 @@ def _setup(data: ReportData) -> str:
                 ("models", models), ("algorithms", ", ".join(c.get("algorithms", []))), ("rates", rates),
                 ("fine-tuning", f"{ft.get('epochs', '?')} epoch(s)"
                  + (f", at most {ft['max_steps']} steps" if ft.get("max_steps") else "")
-                 + f", {ft.get('optimizer', '?')} lr {ft.get('lr', '?')}, batch {ft.get('batch_size', '?')}, "
-                 f"{ft.get('order', '')}"),
+                 + f", {ft.get('optimizer', '?')} lr {ft.get('lr', '?')}, batch {ft.get('batch_size', '?')}"
+                 + (f", {ft['order']}" if ft.get("order") else "")),
                 ("latency", f"CPU, batch 1, {ms.get('latency_threads', '?')} thread(s), median of "
                             f"{ms.get('latency_repeats', '?')}" if ms.get("latency", True) else "not measured"),
                 ("seed", str(c.get("seed", "?")))]
@@ -141,6 +141,15 @@ def _best(data: ReportData) -> str:
     done = done[done["accuracy"].notna() & done["params"].notna()]
     if done.empty:
         return "<p class='note'>No finished trials yet.</p>"
+    seeds = ""
+    if data.multi_seed:   # one point per setting: the mean over its seeds
+        keys = ["run", "series", "model", "algorithm", "target_kind", "rate", "rate_label"]
+        g = done.groupby(keys, sort=False)
+        done = g[["accuracy", "accuracy_drop", "params", "param_reduction", "macs", "latency_ms",
+                  "size_bytes"]].mean().join(g["key"].first()).join(g.size().rename("n")).reset_index()
+        done["name"] = [f"{r.series} {'baseline' if r.algorithm == BASELINE else r.algorithm + ' ' + r.rate_label}"
+                        f" ({r.n} seeds)" for r in done.itertuples()]
+        seeds = " Each row is the mean over its seeds; a click shows the first seed."
     front = pareto_front(done, "params", by="run")
     head = ("<tr>" + ("<th>run</th>" if data.multi_run else "") + "<th>trial</th><th>acc %</th><th>Δ pt</th>"
             "<th>params</th><th>params −%</th><th>MACs (M)</th><th>latency ms</th><th>size KB</th></tr>")
@@ -153,7 +162,8 @@ def _best(data: ReportData) -> str:
                  f"<td>{_num(r.latency_ms, '.3f')}</td><td>{_num(r.size_bytes / 1024, ',.0f')}</td></tr>")
     return ("<p>The Pareto front of accuracy against parameters: no other trial is both smaller and more "
             "accurate than any of these. Click a row for its channels per layer. For a budget, ask "
-            "<code>edgeprune recommend RUN --max-latency-ms … --max-params … --min-accuracy …</code>.</p>"
+            "<code>edgeprune recommend RUN --max-latency-ms … --max-params … --min-accuracy …</code>."
+            f"{seeds}</p>"
             f"<table class='grid'>{head}{body}</table>")
 
 
