@@ -46,7 +46,7 @@ def planned_steps(cfg, batches_per_epoch: int, epochs: Optional[float] = None) -
 
 def finetune(model: nn.Module, loader, cfg, *, epochs: Optional[float] = None, seed: int = 0,
              on_step: Optional[StepCallback] = None, teacher: Optional[nn.Module] = None,
-             distill=None) -> FinetuneResult:
+             distill=None, on_epoch: Optional[Callable[[int, nn.Module], None]] = None) -> FinetuneResult:
     """Train `model` in place on `loader` for `epochs` (default cfg.epochs), capped by
     cfg.max_steps: SGD-Nesterov or AdamW, warm-up + cosine, label smoothing.
 
@@ -96,6 +96,8 @@ def finetune(model: nn.Module, loader, cfg, *, epochs: Optional[float] = None, s
         running, count = 0.0, 0
         if not math.isfinite(losses[-1]):
             raise FloatingPointError(f"training diverged (loss {losses[-1]}); lower finetune.lr")
+        if on_epoch:  # e.g. evaluate the recovery curve; evaluate() restores train mode
+            on_epoch(len(losses), model)
     model.eval()
     if teacher is not None:
         teacher.train(teacher_was_training)
