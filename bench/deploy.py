@@ -68,6 +68,7 @@ def part_cifar(args) -> dict:
                     "latency_warmup": 10},
         "deploy": {"calibration_images": 256},
         "threads": args.threads,
+        "save_models": True,        # the fine-tuned models, for the int8 variants below
     }
     out: dict = {"machine": machine(), "config": common, "runs": {}}
     runs = {"cross_entropy": dict(common, out=str(_ROOT / "bench/runs/deploy_r20_ce")),
@@ -88,7 +89,41 @@ def part_cifar(args) -> dict:
         write("deploy_cifar.json", out)
     out["summary"] = summarize_cifar(out["runs"])
     write("deploy_cifar.json", out)
+    out["int8_variants"] = int8_variants(args, out["runs"]["cross_entropy"]["trials"])
+    write("deploy_cifar.json", out)
     return out
+
+
+def int8_variants(args, trials: list[dict]) -> list[dict]:
+    """The saved fp32 models of the cross-entropy run quantized with 8-bit and with 7-bit
+    (reduce_range) weights: onnxruntime test accuracy and latency of each, same images."""
+    from edgeprune.config import DatasetConfig
+    from edgeprune.data import BatchLoader, load_dataset
+    from edgeprune.deploy import export_onnx, onnx_accuracy, quantize_onnx
+    from edgeprune.deploy.agent import benchmark_onnx
+    from edgeprune.sweep import trial_model
+    data = load_dataset(DatasetConfig(root=args.data_dir))
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    test = BatchLoader(data.test, 500, mean, std)
+    rows = []
+    tmp = Path(tempfile.mkdtemp(prefix="edgeprune-variants-"))
+    for t in trials:
+        if t["quantize"] != "none":
+            continue
+        model = trial_model(_ROOT / "bench/runs/deploy_r20_ce", t["trial_id"])
+        check = next(iter(BatchLoader(data.test, 64, mean, std)))[0]
+        fp32 = export_onnx(model, tmp / "m.onnx", 32, check_inputs=check, dynamic_batch=True).path
+        row = {"rate": t["rate"], "fp32_accuracy_onnxruntime": onnx_accuracy(fp32, test),
+               "fp32_ort_ms": benchmark_onnx(str(fp32), repeats=args.repeats, warmup=10)["median_ms"]}
+        for tag, rr in [("int8_8bit", False), ("int8_7bit", True)]:
+            calib = BatchLoader(data.train, 64, mean, std, shuffle=True, seed=0)
+            q = quantize_onnx(fp32, tmp / f"{tag}.onnx", calib, calibration_images=256, reduce_range=rr)
+            row[f"{tag}_accuracy"] = onnx_accuracy(q.path, test)
+            row[f"{tag}_bytes"] = q.size_bytes
+            row[f"{tag}_ort_ms"] = benchmark_onnx(str(q.path), repeats=args.repeats, warmup=10)["median_ms"]
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
 
 
 def summarize_cifar(runs: dict) -> list[dict]:
@@ -122,7 +157,7 @@ def summarize_cifar(runs: dict) -> list[dict]:
 # -- part 2: seven torchvision models ----------------------------------------------------
 
 def part_models(args) -> dict:
-    from edgeprune.deploy import benchmark_onnx, export_onnx
+    from edgeprune.deploy import export_onnx
     from edgeprune.measure import count_macs, count_params
     from edgeprune.models import create_model
     from edgeprune.prune import prune_model
@@ -139,13 +174,15 @@ def part_models(args) -> dict:
             t0 = time.perf_counter()
             pruned = prune_model(model, "l1", 0.5, 224).model.eval()
             row["prune_seconds"] = time.perf_counter() - t0
+            paths = {}
             for tag, m in [("unpruned", model), ("pruned", pruned)]:
-                path = tmp / f"{name}-{tag}.onnx"
-                rep = export_onnx(m, path, 224, check_images=4, atol=1e-4)
-                lat = benchmark_onnx(str(path), threads=1, warmup=2, repeats=args.big_repeats)
+                paths[tag] = tmp / f"{name}-{tag}.onnx"
+                rep = export_onnx(m, paths[tag], 224, check_images=4, atol=1e-4)
                 row[tag] = {"macs": count_macs(m, 224), "params": count_params(m), "onnx_bytes": rep.size_bytes,
-                            "ort_median_ms": lat["median_ms"], "ort_p90_ms": lat["p90_ms"],
                             "parity_max_abs_diff": rep.max_abs_diff, "export_seconds": rep.seconds}
+            for tag, lat in paired_latency(paths, args.big_repeats).items():
+                row[tag].update(ort_median_ms=lat["median_ms"], ort_p90_ms=lat["p90_ms"], ort_min_ms=lat["min_ms"])
+            for path in paths.values():
                 path.unlink()
             u, p = row["unpruned"], row["pruned"]
             row.update(mac_reduction=1 - p["macs"] / u["macs"], param_reduction=1 - p["params"] / u["params"],
@@ -157,6 +194,24 @@ def part_models(args) -> dict:
         print(json.dumps({k: v for k, v in row.items() if not isinstance(v, dict)}), flush=True)
         write("deploy_models.json", out)
     return out
+
+
+def paired_latency(paths: dict, repeats: int, warmup: int = 2) -> dict:
+    """onnxruntime latency (1 thread, batch 1) of several models timed in alternation,
+    run by run, so that a change in the machine's load hits each of them alike."""
+    from edgeprune.deploy.agent import _input_feeds, make_session, percentile_stats
+    sessions = {tag: make_session(str(p), threads=1) for tag, p in paths.items()}
+    feeds = {tag: _input_feeds(s, 1, None) for tag, s in sessions.items()}
+    for _ in range(warmup):
+        for tag, s in sessions.items():
+            s.run(None, feeds[tag])
+    times = {tag: [] for tag in sessions}
+    for _ in range(repeats):
+        for tag, s in sessions.items():
+            t0 = time.perf_counter()
+            s.run(None, feeds[tag])
+            times[tag].append((time.perf_counter() - t0) * 1000)
+    return {tag: percentile_stats(t) for tag, t in times.items()}
 
 
 # -- part 3: the agent on loopback --------------------------------------------------------
@@ -217,7 +272,7 @@ def main() -> int:
     p.add_argument("--parts", nargs="+", default=["agent", "models", "cifar"], choices=["cifar", "models", "agent"])
     p.add_argument("--epochs", type=float, default=1.0, help="fine-tuning epochs (cifar)")
     p.add_argument("--repeats", type=int, default=200, help="latency repeats (cifar)")
-    p.add_argument("--big-repeats", type=int, default=10, help="latency repeats (models)")
+    p.add_argument("--big-repeats", type=int, default=15, help="latency repeats (models, each model)")
     p.add_argument("--agent-rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=1, help="torch threads")
     p.add_argument("--models", nargs="+", default=SEVEN)

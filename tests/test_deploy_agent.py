@@ -159,3 +159,22 @@ def test_agent_module_runs_without_torch(tmp_path, onnx_model):
     done = subprocess.run([sys.executable, "-m", "edgeprune.deploy.agent", "--port", "0"], env=env,
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert done.returncode != 0 and TOKEN_ENV in done.stderr
+
+
+def test_agent_file_alone_and_the_latency_command(tmp_path, onnx_model, agent, monkeypatch, capsys):
+    """agent.py copied on its own (as onto a device) serves; `edgeprune latency` times a
+    model here and through an agent."""
+    import shutil
+    from edgeprune.cli import main
+    copy = tmp_path / "agent.py"
+    shutil.copy(ROOT / "edgeprune" / "deploy" / "agent.py", copy)
+    done = subprocess.run([sys.executable, str(copy), "--help"], capture_output=True, text=True, timeout=60,
+                          cwd=tmp_path, env=dict(os.environ, PYTHONPATH=""))
+    assert done.returncode == 0 and "--max-upload-mb" in done.stdout
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    assert main(["latency", str(onnx_model), "--repeats", "3"]) == 0
+    assert "median" in capsys.readouterr().out
+    assert main(["latency", str(onnx_model), "--repeats", "3", "--device", agent.url, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["repeats"] == 3
+    monkeypatch.setenv(TOKEN_ENV, "wrong-token-wrong-token")
+    assert main(["latency", str(onnx_model), "--device", agent.url]) == 2
