@@ -96,6 +96,8 @@ class DatasetConfig(_Strict):
     test_fraction: float = Field(1.0, gt=0, le=1)
     normalization: Union[Literal["auto", "dataset", "imagenet"], tuple[list[float], list[float]]] = "auto"
     augment: bool = True
+    in_memory: bool = Field(True, description="imagefolder: decode once into memory (fast) or stream "
+                                              "from disk (for trees larger than memory)")
 
 
 class DistillConfig(_Strict):
@@ -118,6 +120,8 @@ class FinetuneConfig(_Strict):
     order: Literal["adapt_then_prune", "prune_then_finetune"] = "adapt_then_prune"
     adapt_epochs: float = Field(1, ge=0, description="epochs to adapt a new head before pruning")
     channels_last: bool = True
+    amp: Literal["auto", "off", "bf16"] = Field("auto", description="bf16 autocast; auto: on GPUs only")
+    compile: bool = Field(False, description="torch.compile the model for fine-tuning (pays off on GPUs)")
     distill: Optional[DistillConfig] = Field(None, description="true or {temperature, weight}: distil pruned "
                                              "models from the unpruned one")
 
@@ -273,6 +277,8 @@ class SweepConfig(_Strict):
     storage: Optional[str] = Field(None, description="where artefacts go: a folder or an fsspec URL "
                                                      "(default: the run folder)")
     threads: Optional[int] = Field(None, gt=0, description="torch threads per trial (default: torch's own)")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where trials fine-tune and evaluate "
+                                                                       "(latency is measured on the CPU)")
     save_models: bool = False
 
     @field_validator("models", mode="before")

@@ -9,8 +9,10 @@ from ..registry import Registry
 from . import cifar, imagefolder
 from .dataset import DataSplits, ImageDataset, channel_stats
 from .loader import BatchLoader, random_crop_flip
+from .streaming import StreamingLoader
 
-__all__ = ["load_dataset", "check_dataset", "DataSplits", "ImageDataset", "BatchLoader",
+__all__ = ["load_dataset", "check_dataset", "DataSplits", "ImageDataset", "BatchLoader", "StreamingLoader",
+           "make_loader",
            "dataset_names", "resolve_normalization", "IMAGENET_STATS"]
 
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -27,8 +29,20 @@ for _name in ("cifar10", "cifar100"):
     DATASETS.add(_name, DatasetSource(
         check=lambda cfg, n=_name: cifar.check(n, cfg.root, cfg.download),
         load=lambda cfg, n=_name: cifar.load(n, cfg.root, cfg.download)))
-DATASETS.add("imagefolder", DatasetSource(check=lambda cfg: imagefolder.check(cfg.root),
-                                          load=lambda cfg: imagefolder.load(cfg.root, cfg.image_size)))
+DATASETS.add("imagefolder", DatasetSource(
+    check=lambda cfg: imagefolder.check(cfg.root),
+    load=lambda cfg: (imagefolder.load if cfg.in_memory else imagefolder.load_streaming)(cfg.root, cfg.image_size)))
+
+
+def make_loader(data, batch_size: int, mean, std, **kwargs):
+    """The fast in-memory BatchLoader, or the textbook StreamingLoader for on-disk data."""
+    from .folder import FolderDataset
+    if isinstance(data, FolderDataset):
+        kwargs.pop("drop_last", None)
+        image_size = kwargs.pop("image_size", None) or data.image_size
+        return StreamingLoader(data.root, batch_size, mean, std, image_size=image_size, indices=data.indices,
+                               **kwargs)
+    return BatchLoader(data, batch_size, mean, std, **kwargs)
 
 
 def dataset_names() -> list[str]:

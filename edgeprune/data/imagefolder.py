@@ -56,6 +56,19 @@ def _read_split(path: Path, classes: list[str], size: int) -> tuple[torch.Tensor
     return torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.long)
 
 
+def load_streaming(root: str, image_size: int | None = None) -> DataSplits:
+    """Both splits as on-disk FolderDatasets; ImageNet statistics for normalisation
+    (computing the tree's own would mean reading all of it)."""
+    from .folder import FolderDataset
+    check(root)
+    train_dir, held_out = _split_dirs(Path(root))
+    classes = sorted(d.name for d in train_dir.iterdir() if d.is_dir())
+    stats = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    size = image_size or DEFAULT_SIZE
+    return DataSplits(Path(root).name, FolderDataset(train_dir, classes, *stats, size),
+                      FolderDataset(held_out, classes, *stats, size))
+
+
 def load(root: str, image_size: int | None = None) -> DataSplits:
     check(root)
     train_dir, held_out = _split_dirs(Path(root))

@@ -20,14 +20,16 @@ def random_crop_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tenso
     b, c, h, w = x.shape
     pad = max(1, h // 8)
     padded = F.pad(x, (pad, pad, pad, pad))
+    # random numbers come from the CPU generator, so results match on every device
     oy = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
     ox = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
+    flip = torch.rand(b, generator=generator) < 0.5
     rows = (oy[:, None] + torch.arange(h))[:, :, None]            # b x h x 1
     cols = (ox[:, None] + torch.arange(w))[:, None, :]            # b x 1 x w
-    flip = torch.rand(b, generator=generator) < 0.5
     cols = torch.where(flip[:, None, None], (ox[:, None] + (w - 1 - torch.arange(w)))[:, None, :], cols)
     batch = torch.arange(b)[:, None, None]
-    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+    dev = x.device
+    return padded.permute(0, 2, 3, 1)[batch.to(dev), rows.to(dev), cols.to(dev)].permute(0, 3, 1, 2)
 
 
 class BatchLoader:
@@ -41,8 +43,9 @@ class BatchLoader:
         self.image_size = image_size or data.image_size
         self.channels_last = channels_last
         self.generator = torch.Generator().manual_seed(seed)
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        device = data.images.device            # batches are made where the data lives
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
 
     def __len__(self) -> int:
         n = len(self.data) / self.batch_size
@@ -62,6 +65,7 @@ class BatchLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.data)
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        order = order.to(self.data.images.device)
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
             yield self.transform(self.data.images[idx]), self.data.labels[idx]

@@ -17,7 +17,7 @@ class StreamingLoader:
 
     def __init__(self, folder: str | Path, batch_size: int, mean, std, *, image_size: int, shuffle: bool = False,
                  augment: bool = False, seed: int = 0, channels_last: bool = False, num_workers: int = 0,
-                 dataset: Optional[torch.utils.data.Dataset] = None):
+                 dataset: Optional[torch.utils.data.Dataset] = None, indices: Optional[list[int]] = None):
         steps = [transforms.Resize(image_size), transforms.CenterCrop(image_size)]
         if augment:
             steps += [transforms.RandomCrop(image_size, padding=max(1, image_size // 8)),
@@ -29,6 +29,8 @@ class StreamingLoader:
         else:
             self.dataset = dataset
             self.dataset.transform = tf
+        if indices is not None:
+            self.dataset = torch.utils.data.Subset(self.dataset, indices)
         self.generator = torch.Generator().manual_seed(seed)
         self.channels_last = channels_last
         self.image_size = image_size

@@ -11,7 +11,7 @@ from ..config import SweepConfig
 BASELINE = "none"
 
 # Where the data lives or what the run is called does not change a result.
-_NOT_IDENTITY = {"out", "name", "executor", "threads", "ray", "storage", "save_models", "models", "algorithms", "rates", "baseline"}
+_NOT_IDENTITY = {"out", "name", "executor", "threads", "ray", "storage", "save_models", "device", "models", "algorithms", "rates", "baseline"}
 _DATASET_NOT_IDENTITY = {"root", "download"}
 
 

@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from ..artifacts import ArtifactStore
 from ..config import DatasetConfig, DeployConfig, FinetuneConfig, MeasureConfig, TargetLayers
-from ..data import BatchLoader, DataSplits, resolve_normalization
+from ..data import BatchLoader, DataSplits, make_loader, resolve_normalization
 from ..errors import EdgepruneError
 from ..measure import count_macs, count_params, evaluate, model_size_bytes
 from ..models import create_model
@@ -42,13 +42,19 @@ class TrialContext:
 
     def __init__(self, settings: dict, data: DataSplits, run_dir: str | Path,
                  on_step: Optional[Callable[[int, int, float], None]] = None,
-                 artifacts: Optional[ArtifactStore] = None, adapted_states: Optional[dict] = None):
+                 artifacts: Optional[ArtifactStore] = None, adapted_states: Optional[dict] = None,
+                 device: str = "auto"):
         self.dataset = DatasetConfig(**settings["dataset"])
         self.finetune = FinetuneConfig(**settings["finetune"])
         self.measure = MeasureConfig(**settings["measure"])
         self.target = TargetLayers(**settings["target"])
         self.round_to = settings.get("round_to")
-        self.data, self.run_dir, self.on_step = data, Path(run_dir), on_step
+        self.device = resolve_device(device)
+        # the dataset moves to the device once (a GPU holds CIFAR whole); models visit it
+        self.host_data = data                  # on the CPU: exports and quantization read this
+        self.data = data.to(self.device) if self.device.type != "cpu" else data
+        self.run_dir, self.on_step = Path(run_dir), on_step
+        self._teachers: dict[int, nn.Module] = {}
         self.artifacts = artifacts            # set when trial models are to be saved
         # adapted state dicts computed elsewhere (a Ray task), by model identity
         self.adapted_states = adapted_states if adapted_states is not None else {}
@@ -62,24 +68,24 @@ class TrialContext:
 
     # -- loaders ---------------------------------------------------------------
     def train_loader(self, base: BaseModel, seed: int, augment: Optional[bool] = None) -> BatchLoader:
-        return BatchLoader(self.data.train, self.finetune.batch_size, base.mean, base.std, shuffle=True,
+        return make_loader(self.data.train, self.finetune.batch_size, base.mean, base.std, shuffle=True,
                            augment=self.dataset.augment if augment is None else augment,
                            image_size=base.input_size, seed=seed, channels_last=self.finetune.channels_last)
 
     def test_loader(self, base: BaseModel) -> BatchLoader:
-        return BatchLoader(self.data.test, self.measure.eval_batch_size, base.mean, base.std,
+        return make_loader(self.data.test, self.measure.eval_batch_size, base.mean, base.std,
                            image_size=base.input_size, channels_last=self.finetune.channels_last)
 
     # -- deployment ------------------------------------------------------------
     def deploy_files(self, stem: str, model: nn.Module, base: BaseModel, seed: int):
         """On-demand, verified ONNX / int8 files of a trial's model (edgeprune.deploy.pipeline)."""
         from ..deploy.pipeline import TrialArtifacts, resized
-        test = BatchLoader(self.data.test, self.deploy.parity_images, base.mean, base.std,
+        test = make_loader(self.host_data.test, self.deploy.parity_images, base.mean, base.std,
                            image_size=base.input_size)
         check = next(iter(test))[0]
 
         def calibration(size: int):
-            return BatchLoader(self.data.train, 64, base.mean, base.std, shuffle=True, augment=False,
+            return make_loader(self.host_data.train, 64, base.mean, base.std, shuffle=True, augment=False,
                                image_size=size, seed=seed)
 
         return TrialArtifacts(model, base.input_size, self.deploy, stem,
@@ -123,7 +129,8 @@ class TrialContext:
                 and self.finetune.adapt_epochs > 0):
             self._adapt(base, spec)
         model.eval()
-        base.accuracy = evaluate(model, self.test_loader(base))
+        base.accuracy = evaluate(self.on_device(model), self.test_loader(base))
+        model.to("cpu")
         base.params = count_params(model)
         base.macs = count_macs(model, input_size)
         return base
@@ -139,14 +146,36 @@ class TrialContext:
         elif cache.is_file():
             base.model.load_state_dict(torch.load(cache, map_location="cpu", weights_only=True))
         else:
-            finetune(base.model, self.train_loader(base, spec.seed), self.finetune,
+            finetune(self.on_device(base.model), self.train_loader(base, spec.seed), self.finetune,
                      epochs=self.finetune.adapt_epochs, seed=spec.seed, on_step=self.on_step)
-            base.model.to(memory_format=torch.contiguous_format)
+            base.model.to("cpu", memory_format=torch.contiguous_format)
             cache.parent.mkdir(parents=True, exist_ok=True)
             tmp = cache.with_suffix(".tmp")
             torch.save(base.model.state_dict(), tmp)
             tmp.replace(cache)  # atomic: a crash never leaves a half-written cache
         base.adapted = True
+
+
+    def on_device(self, model: nn.Module) -> nn.Module:
+        return model.to(self.device) if self.device.type != "cpu" else model
+
+    def teacher(self, base: BaseModel) -> nn.Module:
+        """The unpruned model as a distillation teacher, on the device (a copy when
+        that is a GPU, made once per base model)."""
+        if self.device.type == "cpu":
+            return base.model
+        key = id(base)
+        if key not in self._teachers:
+            self._teachers[key] = copy.deepcopy(base.model).to(self.device).eval()
+        return self._teachers[key]
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise EdgepruneError("device: cuda asked for, but torch sees no CUDA GPU; use device: auto or cpu")
+    return torch.device(device)
 
 
 def adaptation_key(spec: TrialSpec) -> str:
@@ -181,7 +210,7 @@ def execute_trial(spec: TrialSpec, ctx: TrialContext) -> tuple[nn.Module, dict]:
     metrics: dict = {"input_size": base.input_size, "base_accuracy": base.accuracy,
                      "params_base": base.params, "macs_base": base.macs, "adapted": base.adapted}
     if spec.is_baseline:
-        model = copy.deepcopy(base.model)
+        model = ctx.on_device(copy.deepcopy(base.model))
         metrics.update(accuracy_pruned=base.accuracy, prune_seconds=0.0, channel_ratio=0.0, layer_rate=0.0)
     else:
         algo = ALGORITHMS.get(spec.algorithm)
@@ -192,7 +221,7 @@ def execute_trial(spec: TrialSpec, ctx: TrialContext) -> tuple[nn.Module, dict]:
         result = prune_model(base.model, spec.algorithm, spec.rate, base.input_size, kind=spec.target_kind,
                              layers=ctx.target.layers, include=ctx.target.include, exclude=ctx.target.exclude,
                              round_to=ctx.round_to, seed=spec.seed, calibration=calibration)
-        model = result.model
+        model = ctx.on_device(result.model)
         metrics.update(accuracy_pruned=evaluate(model, test), prune_seconds=result.seconds,
                        channel_ratio=result.channel_ratio, layer_rate=result.layer_rate,
                        structured=result.structured,
@@ -204,12 +233,12 @@ def execute_trial(spec: TrialSpec, ctx: TrialContext) -> tuple[nn.Module, dict]:
         if base.model.edgeprune_meta.get("head_replaced") and not base.adapted:
             raise EdgepruneError("finetune.distill: the teacher's new head is untrained; use finetune.order "
                                  "adapt_then_prune (with adapt_epochs > 0) to distil")
-        teacher = base.model
+        teacher = ctx.teacher(base)
     ft = finetune(model, ctx.train_loader(base, spec.seed), ctx.finetune, seed=spec.seed, on_step=ctx.on_step,
                   teacher=teacher)
     metrics.update(accuracy=evaluate(model, test), finetune_seconds=ft.seconds, finetune_steps=ft.steps,
                    finetune_epochs=ft.epochs, finetune_losses=ft.losses, distilled=ft.distilled, quantize="none")
-    model.to(memory_format=torch.contiguous_format).eval()
+    model.to("cpu", memory_format=torch.contiguous_format).eval()   # measured where it will run: a CPU
     params, macs = count_params(model), count_macs(model, base.input_size)
     metrics.update(params=params, param_reduction=1 - params / base.params, macs=macs,
                    mac_reduction=1 - macs / base.macs, size_bytes=model_size_bytes(model))

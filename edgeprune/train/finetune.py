@@ -44,6 +44,12 @@ def planned_steps(cfg, batches_per_epoch: int, epochs: Optional[float] = None) -
     return min(steps, cfg.max_steps) if cfg.max_steps is not None else steps
 
 
+def _autocast(amp: str, device: torch.device):
+    """bf16 autocast: on GPUs for `auto`, anywhere for `bf16`, never for `off`."""
+    enabled = amp == "bf16" or (amp == "auto" and device.type == "cuda")
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
 def finetune(model: nn.Module, loader, cfg, *, epochs: Optional[float] = None, seed: int = 0,
              on_step: Optional[StepCallback] = None, teacher: Optional[nn.Module] = None,
              distill=None, on_epoch: Optional[Callable[[int, nn.Module], None]] = None) -> FinetuneResult:
@@ -62,7 +68,10 @@ def finetune(model: nn.Module, loader, cfg, *, epochs: Optional[float] = None, s
         return FinetuneResult(0, 0.0, 0.0, float("nan"))
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
+    device = next(model.parameters()).device
     optimizer = OPTIMIZERS.get(cfg.optimizer)(model, cfg)
+    forward = torch.compile(model) if getattr(cfg, "compile", False) else model
+    autocast = _autocast(getattr(cfg, "amp", "off"), device)
     warmup = int(round(cfg.warmup_epochs * per_epoch))
     scheduler = warmup_cosine(optimizer, total, warmup)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
@@ -72,28 +81,31 @@ def finetune(model: nn.Module, loader, cfg, *, epochs: Optional[float] = None, s
         teacher_was_training = teacher.training
         teacher.eval()
     model.train()
-    step, losses, running, count = 0, [], 0.0, 0
+    # the running loss stays on the device: no GPU sync per step
+    step, losses, running, count = 0, [], torch.zeros((), device=device), 0
     while step < total:
         for x, y in loader:
-            if teacher is None:
-                loss = criterion(model(x), y)
-            else:
-                with torch.no_grad():
-                    target = teacher(x)
-                loss = distillation_loss(model(x), target, y, temperature, weight, criterion)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with autocast():
+                if teacher is None:
+                    loss = criterion(forward(x), y)
+                else:
+                    with torch.no_grad():
+                        target = teacher(x)
+                    loss = distillation_loss(forward(x), target, y, temperature, weight, criterion)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
             step += 1
-            running += loss.item()
+            running += loss.detach().float()
             count += 1
             if on_step:
                 on_step(step, total, step / per_epoch)
             if step >= total:
                 break
-        losses.append(running / max(count, 1))
-        running, count = 0.0, 0
+        losses.append(float(running) / max(count, 1))
+        running, count = torch.zeros((), device=device), 0
         if not math.isfinite(losses[-1]):
             raise FloatingPointError(f"training diverged (loss {losses[-1]}); lower finetune.lr")
         if on_epoch:  # e.g. evaluate the recovery curve; evaluate() restores train mode

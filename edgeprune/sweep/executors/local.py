@@ -19,7 +19,8 @@ class LocalExecutor:
 
 
 def run_local(job: SweepJob) -> None:
-    ctx = TrialContext(job.settings, job.data, job.run_dir, on_step=job.progress.step, artifacts=job.artifacts)
+    ctx = TrialContext(job.settings, job.data, job.run_dir, on_step=job.progress.step, artifacts=job.artifacts,
+                       device=job.cfg.device)
     for spec in job.specs:
         job.store.mark_running(spec.trial_id)
         job.progress.trial_started(spec)

@@ -62,18 +62,20 @@ def unpack(packed: dict) -> DataSplits:
 _CONTEXTS: dict[str, TrialContext] = {}   # per worker process, by settings
 
 
-def _context(settings: dict, packed_data: dict, run_dir: str, artifacts, threads: int) -> TrialContext:
+def _context(settings: dict, packed_data: dict, run_dir: str, artifacts, threads: int,
+             device: str = "auto") -> TrialContext:
     torch.set_num_threads(threads)
-    key = json.dumps(settings, sort_keys=True) + run_dir
+    key = json.dumps(settings, sort_keys=True) + run_dir + device
     if key not in _CONTEXTS:
-        _CONTEXTS[key] = TrialContext(settings, unpack(packed_data), run_dir, artifacts=artifacts)
+        # a worker given no GPU by Ray sees none (CUDA_VISIBLE_DEVICES), so "auto" picks the CPU
+        _CONTEXTS[key] = TrialContext(settings, unpack(packed_data), run_dir, artifacts=artifacts, device=device)
     return _CONTEXTS[key]
 
 
 def _trial_task(spec_dict: dict, settings: dict, packed_data: dict, run_dir: str, artifacts, adapted: dict,
-                threads: int, tracker) -> dict:
+                threads: int, tracker, device: str) -> dict:
     spec = TrialSpec.from_dict(spec_dict)
-    ctx = _context(settings, packed_data, run_dir, artifacts, threads)
+    ctx = _context(settings, packed_data, run_dir, artifacts, threads, device)
     ctx.adapted_states.update(adapted)
     tracker.started.remote(spec.trial_id)
     last = [0.0]
@@ -88,14 +90,14 @@ def _trial_task(spec_dict: dict, settings: dict, packed_data: dict, run_dir: str
     return run_trial(spec, ctx)
 
 
-def _adapt_task(spec_dict: dict, settings: dict, packed_data: dict, run_dir: str, threads: int):
+def _adapt_task(spec_dict: dict, settings: dict, packed_data: dict, run_dir: str, threads: int, device: str):
     spec = TrialSpec.from_dict(spec_dict)
     m = spec.model
     data = unpack(packed_data)
     probe = create_model(m["name"], data.num_classes, pretrained=m["pretrained"], checkpoint=m.get("checkpoint"))
     if not probe.edgeprune_meta["head_replaced"]:
         return None
-    state = adapt_model(spec, _context(settings, packed_data, run_dir, None, threads))
+    state = adapt_model(spec, _context(settings, packed_data, run_dir, None, threads, device))
     return {k: v.numpy() for k, v in state.items()} if state is not None else None
 
 
@@ -161,7 +163,8 @@ def _adapt_all(job: SweepJob, data_ref, threads: int) -> dict:
                                            max_retries=job.cfg.ray.max_retries)
     for key, spec in firsts.items():
         if spec.model["pretrained"] or spec.model.get("checkpoint"):  # random weights get the right head
-            refs[key] = task.remote(spec.__dict__ | {}, job.settings, data_ref, str(job.run_dir), threads)
+            refs[key] = task.remote(spec.__dict__ | {}, job.settings, data_ref, str(job.run_dir), threads,
+                                    job.cfg.device)
     adapted = {}
     for key, ref in refs.items():
         try:
@@ -200,7 +203,7 @@ def _run(job: SweepJob) -> None:
                                                max_retries=rc.max_retries, retry_exceptions=False)
         for spec in job.specs:
             ref = task.remote(spec.__dict__ | {}, job.settings, data_ref, str(job.run_dir), job.artifacts,
-                              adapted_ref, threads, tracker)
+                              adapted_ref, threads, tracker, job.cfg.device)
             pending[ref] = spec
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
