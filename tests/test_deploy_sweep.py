@@ -155,3 +155,18 @@ def test_new_settings_leave_old_trial_ids_alone(tiny_cifar):
     assert [s.quantize for s in specs8] == ["none", "int8", "none", "int8"]
     assert specs8[1].fp32_twin().trial_id == specs8[0].trial_id != specs8[1].trial_id
     assert specs8[1].to_row()["model"] == "resnet20 int8"
+
+
+def test_an_unreachable_device_fails_the_trial_with_a_clear_error(tmp_path, tiny_cifar, monkeypatch):
+    import socket
+    with socket.socket() as s:          # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    cfg = sweep_config(tiny_cifar, tmp_path / "run", models=[{"name": "tiny_models:tiny_cnn", "pretrained": False}],
+                       baseline=False, measure={"latency": {"device": f"http://127.0.0.1:{port}", "timeout": 5},
+                                                "latency_repeats": 2, "eval_batch_size": 100})
+    run_sweep(load_config(cfg))
+    with ResultStore(tmp_path / "run", create=False) as store:
+        (trial,) = store.trials()
+    assert trial.status == "failed" and "did not answer" in trial.error and f":{port}" in trial.error

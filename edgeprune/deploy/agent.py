@@ -248,12 +248,20 @@ class AgentServer(ThreadingHTTPServer):
         return dict(self._info, max_upload_bytes=self.max_upload_bytes, bench_timeout_s=self.bench_timeout,
                     queue_timeout_s=self.queue_timeout, max_queue=self.max_queue)
 
-    def run_benchmark(self, body: bytes, params: dict) -> dict:
-        """Take the one benchmark slot (waiting in a bounded queue), then run."""
+    def reserve(self) -> None:
+        """A place in the bounded queue, taken before the upload is read (so at most
+        max_queue + 1 uploads are held in memory); `run_benchmark` gives it back."""
         with self._waiting_lock:
             if self._waiting >= self.max_queue + 1:
                 raise HTTPError(503, "busy: the benchmark queue is full; retry later", {"Retry-After": "5"})
             self._waiting += 1
+
+    def release(self) -> None:
+        with self._waiting_lock:
+            self._waiting -= 1
+
+    def run_benchmark(self, body: bytes, params: dict) -> dict:
+        """With a place reserved: wait for the one benchmark slot, then run."""
         try:
             if not self.bench_lock.acquire(timeout=self.queue_timeout):
                 raise HTTPError(503, f"busy: another benchmark has run for over {self.queue_timeout:g} s; "
@@ -263,8 +271,7 @@ class AgentServer(ThreadingHTTPServer):
             finally:
                 self.bench_lock.release()
         finally:
-            with self._waiting_lock:
-                self._waiting -= 1
+            self.release()
 
     def _run_child(self, body: bytes, params: dict) -> dict:
         folder = tempfile.mkdtemp(prefix="edgeprune-agent-")
@@ -376,13 +383,18 @@ class AgentHandler(BaseHTTPRequestHandler):
                 raise HTTPError(401, f"missing or wrong token (send 'Authorization: Bearer <token>', the "
                                      f"value of {TOKEN_ENV} on the agent)", {"WWW-Authenticate": "Bearer"})
             params = self._params(url.query)
-            body = self._body()
+            self.server.reserve()
+            try:
+                body = self._body()
+            except BaseException:
+                self.server.release()
+                raise
             result = self.server.run_benchmark(body, params)
             result["device"] = self.server.info()
             self.server.served += 1
             self._send(200, result)
         except HTTPError as e:
-            if e.status in (401, 404, 411, 413) or (e.status == 400 and not getattr(self, "_body_read", False)):
+            if e.status in (401, 404, 411, 413) or (e.status in (400, 503) and not getattr(self, "_body_read", False)):
                 self._discard_body()
             self._error(e)
         except (ConnectionError, TimeoutError) as e:   # the client went away or stalled mid-upload
