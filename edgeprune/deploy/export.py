@@ -145,6 +145,7 @@ def _quiet_export_warnings():
     warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
     warnings.filterwarnings("ignore", message=".*feature will be removed.*")
     warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.\w+` is deprecated.*")  # TorchScript is asked for
     return ctx
 
 
@@ -234,12 +235,12 @@ def export_torchscript(model: nn.Module, path: Union[str, Path], input_size: int
                 traced = torch.jit.trace(model, torch.zeros(batch_size, channels, input_size, input_size),
                                          check_trace=False)
             torch.jit.save(traced, str(path))
+            loaded = torch.jit.load(str(path), map_location="cpu").eval()
         except Exception as e:
             raise ExportError(f"TorchScript export failed: {type(e).__name__}: "
                               f"{str(e).strip().splitlines()[0][:300]}") from e
         finally:
             ctx.__exit__(None, None, None)
-        loaded = torch.jit.load(str(path), map_location="cpu").eval()
         reference = _reference(model, x, None)
         with torch.no_grad():
             got = loaded(x).float().numpy()
