@@ -211,9 +211,32 @@ def test_cli_report_compare_and_their_errors(rich_run, tmp_path, capsys):
 
 
 # -- in a real browser -------------------------------------------------------------------------------------------
+# Runs after the page's own script: sorts, filters and clicks like a user, and writes what it saw into the DOM.
+_USER = """<script>
+(function () {
+  var out = {}, body = document.body, tbody = document.querySelector('#ep-table tbody');
+  var heads = Array.from(document.querySelectorAll('#ep-table thead th'));
+  var th = heads.find(function (h) { return h.textContent === 'acc %'; }), col = heads.indexOf(th);
+  function accs() { return Array.from(tbody.querySelectorAll('tr')).map(function (tr) {
+    return tr.children[col].textContent; }).filter(function (t) { return t; }).map(Number); }
+  th.click(); th.click();                                   // descending
+  var a = accs(); out.sorted_desc = a.every(function (v, i) { return i === 0 || a[i - 1] >= v; }) && a.length > 10;
+  var q = document.getElementById('ep-search'); q.value = 'fpgm 0.5'; q.dispatchEvent(new Event('input'));
+  out.search_rows = tbody.querySelectorAll('tr').length;
+  q.value = ''; q.dispatchEvent(new Event('input'));
+  var sel = document.getElementById('ep-filter-status'); sel.value = 'failed'; sel.dispatchEvent(new Event('change'));
+  out.failed_rows = tbody.querySelectorAll('tr').length;
+  var row = tbody.querySelector('tr'); row.click();
+  out.detail_has_error = document.getElementById('ep-detail').textContent.indexOf('RuntimeError: cannot prune') >= 0;
+  sel.value = ''; sel.dispatchEvent(new Event('change'));
+  body.setAttribute('data-user', JSON.stringify(out));
+})();
+</script></body>"""
+
+
 @needs_chromium
 def test_report_renders_in_chromium_without_errors(rich_report, tmp_path):
-    _, files, _ = rich_report
+    _, files, html = rich_report
     shot = tmp_path / "report.png"
     page = check_page(files[-1], screenshot=shot, width=1400, height=2600)
     assert page.errors == [] and page.ready == "ok", page.errors
@@ -227,6 +250,13 @@ def test_report_renders_in_chromium_without_errors(rich_report, tmp_path):
     colors = {tuple(c) for c in img[::7, ::7].reshape(-1, 3)}
     assert len(colors) > 200
     assert (img[::7, ::7] < 100).all(axis=2).mean() > 0.002          # dark ink: text and markers
+    # the table sorts, filters and shows a trial's details when a user clicks
+    driven = tmp_path / "driven.html"
+    driven.write_text(html.replace("</body>", _USER))
+    page = check_page(driven)
+    assert page.ok, page.errors
+    user = json.loads(re.search(r'data-user="([^"]*)"', page.dom).group(1).replace("&quot;", '"'))
+    assert user == {"sorted_desc": True, "search_rows": 6, "failed_rows": 21, "detail_has_error": True}
 
 
 @needs_chromium

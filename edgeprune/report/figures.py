@@ -73,7 +73,7 @@ def _tradeoffs(df: pd.DataFrame):
     fig, axes = plt.subplots(1, len(costs), figsize=(4.6 * len(costs) + 1.8, 4.0), sharey=True, squeeze=False)
     for ax, (col, label, scale) in zip(axes[0], costs):
         d = df[df[col].notna() & df["accuracy"].notna()]
-        for (algo, s), g in d.groupby(["algorithm", "series"]):
+        for (algo, s), g in sorted(d.groupby(["algorithm", "series"]), key=lambda kv: (kv[0][0] == "none", kv[0])):
             base = algo == "none"
             ax.scatter(g[col] * scale, 100 * g["accuracy"], s=90 if base else 22,
                        marker="*" if base else markers[s], color=colors[algo],
@@ -99,7 +99,7 @@ def _tradeoffs(df: pd.DataFrame):
     if handles:
         fig.legend(handles, labels, loc="center right", frameon=False, fontsize=8)
     fig.suptitle("Accuracy vs cost (every trial; dashed: Pareto front)")
-    fig.tight_layout(rect=(0, 0, 0.84 if handles else 1, 1))
+    fig.tight_layout(rect=(0, 0, 0.88 if handles else 1, 1))
     return fig
 
 

@@ -49,6 +49,7 @@ COLUMNS = [
     ("size_bytes", "size KB", "kb", "serialised state dict"),
     ("latency_ms", "latency ms", "f3", "median CPU latency, batch 1"),
     ("latency_p90_ms", "p90 ms", "f3", "90th percentile latency"),
+    ("sparsity", "sparsity %", "pct", "fraction of weights zeroed (unstructured pruning)"),
     ("finetune_seconds", "fine-tune s", "f1", ""),
     ("pareto", "front", "text", "★: on the accuracy-vs-parameters Pareto front of its run"),
     ("trial_id", "trial", "id", "trial id (a prefix is enough for recommend --export)"),
@@ -114,8 +115,7 @@ def _setup(data: ReportData) -> str:
                  + (f", at most {ft['max_steps']} steps" if ft.get("max_steps") else "")
                  + f", {ft.get('optimizer', '?')} lr {ft.get('lr', '?')}, batch {ft.get('batch_size', '?')}"
                  + (f", {ft['order']}" if ft.get("order") else "")),
-                ("latency", f"CPU, batch 1, {ms.get('latency_threads', '?')} thread(s), median of "
-                            f"{ms.get('latency_repeats', '?')}" if ms.get("latency", True) else "not measured"),
+                ("latency", _latency_setup(ms)),
                 ("seed", str(c.get("seed", "?")))]
         rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in items)
         title = f"<h3>{_e(run.label)}</h3>" if data.multi_run else ""
@@ -134,6 +134,15 @@ def _setup(data: ReportData) -> str:
         else:
             out += "<p class='note'>The runs have the same settings.</p>"
     return out
+
+
+def _latency_setup(ms: dict) -> str:
+    how = ms.get("latency", True)
+    if how is False or how is None:
+        return "not measured"
+    backend = "torch on the CPU" if how is True else json.dumps(how)
+    return (f"{backend}, batch {ms.get('latency_batch_size', 1)}, {ms.get('latency_threads', '?')} thread(s), "
+            f"median of {ms.get('latency_repeats', '?')}")
 
 
 def _best(data: ReportData) -> str:
@@ -226,8 +235,8 @@ def _banner(data: ReportData) -> str:
 def _rows(data: ReportData, front_keys: set) -> list[dict]:
     df = data.trials.assign(delta=-data.trials["accuracy_drop"] + 0.0,
                             pareto=["★" if k in front_keys else "" for k in data.trials["key"]])
-    cols = ["key"] + [c for c, *_ in COLUMNS] + ["name", "finetune_steps", "input_size", "channel_ratio",
-                                                 "layer_rate", "sparsity", "baseline_accuracy", "attempts"]
+    cols = list(dict.fromkeys(["key"] + [c for c, *_ in COLUMNS] + [
+        "name", "finetune_steps", "input_size", "channel_ratio", "layer_rate", "baseline_accuracy", "attempts"]))
     return [{k: _clean(v) for k, v in rec.items()} for rec in df[cols].to_dict("records")]
 
 
@@ -293,7 +302,7 @@ def render_html(data: ReportData, files: Optional[list[str]] = None) -> str:
                      fig("fig-algos", algorithms_at_rate(trials)) + _algorithm_tables(data)))
     sections.append(("trials", "All trials", """
 <div class="filters">
-  <input id="ep-search" type="search" placeholder="filter: any text, e.g. fpgm 0.5" size="30">
+  <input id="ep-search" type="search" placeholder="filter: e.g. fpgm 0.5, or words of an error" size="30">
   <span id="ep-selects"></span>
   <label><input type="checkbox" id="ep-failed"> failed only</label>
   <span id="ep-count" class="note"></span>
@@ -317,8 +326,9 @@ or click it in the table or in a chart.</p>
 
     run_cols = [c for c in COLUMNS if not ((c[0] == "run" and not data.multi_run) or
                                             (c[0] == "seed" and not data.multi_seed))]
-    if not trials["latency_ms"].notna().any():
-        run_cols = [c for c in run_cols if c[0] not in ("latency_ms", "latency_p90_ms")]
+    for cols, col in ((("latency_ms", "latency_p90_ms"), "latency_ms"), (("sparsity",), "sparsity")):
+        if not trials[col].notna().any():
+            run_cols = [c for c in run_cols if c[0] not in cols]
     payload = {
         "columns": [{"key": k, "label": lab, "type": t, "title": tip} for k, lab, t, tip in run_cols],
         "rows": _rows(data, front_keys),
@@ -459,6 +469,7 @@ _PAGE_JS = r"""
     sel.innerHTML = '<option value="">all ' + (f === 'status' ? 'statuses' : f + 's') + '</option>' + values.map(function (v) { return '<option>' + esc(v) + '</option>'; }).join('');
     sel.addEventListener('change', renderTable); selHolder.appendChild(sel); selects[f] = sel;
   });
+  var TEXT_COLS = ['run', 'model', 'algorithm', 'rate_label', 'status', 'trial_id', 'name', 'pareto'];
   var search = document.getElementById('ep-search'), failedOnly = document.getElementById('ep-failed');
   search.addEventListener('input', renderTable); failedOnly.addEventListener('change', renderTable);
 
@@ -476,8 +487,14 @@ _PAGE_JS = r"""
       for (var f in selects) if (selects[f].value && String(r[f]) !== selects[f].value) return false;
       if (failedOnly.checked && r.status !== 'failed') return false;
       if (!words.length) return true;
-      var hay = DATA.columns.map(function (c) { return fmt(r[c.key], c.type) + ' ' + (r[c.key] === null ? '' : r[c.key]); }).join(' ').toLowerCase();
-      return words.every(function (w) { return hay.indexOf(w) >= 0; });
+      // a word matches the start of a word of the row's names (model, algorithm, rate, status, trial id...)
+      // or any part of its error
+      var tokens = TEXT_COLS.map(function (k) { return r[k] === null || r[k] === undefined ? '' : String(r[k]); })
+        .join(' ').toLowerCase().split(/\s+/);
+      var err = (r.error || '').toLowerCase();
+      return words.every(function (w) {
+        return err.indexOf(w) >= 0 || tokens.some(function (t) { return t.indexOf(w) === 0; });
+      });
     });
     if (sortKey) rows = rows.slice().sort(cmp);
     var out = [];

@@ -142,7 +142,8 @@ def tradeoff(df: pd.DataFrame, cost: str) -> go.Figure:
                 marker=dict(size=15, color="rgba(0,0,0,0)", line=dict(color="rgba(80,80,80,0.9)", width=1.5)),
                 text=front["name"], customdata=np.stack([front["key"], -100 * front["accuracy_drop"]], axis=1),
                 hovertemplate="Pareto front<br>" + hover))
-    for (algo, s), g in d.groupby(["algorithm", "series"], sort=True):
+    groups = sorted(d.groupby(["algorithm", "series"]), key=lambda kv: (kv[0][0] == BASELINE, kv[0]))
+    for (algo, s), g in groups:   # the baselines last in the legend
         base = algo == BASELINE
         fig.add_trace(go.Scatter(
             x=g[cost] * scale, y=100 * g["accuracy"], mode="markers",
