@@ -134,8 +134,9 @@ class ResultStore:
         self._set(trial_id, "status='running', attempts=attempts+1, started_at=?, error=NULL", (time.time(),))
 
     def mark_done(self, trial_id: str, metrics: dict) -> None:
+        # insertion order kept: layer_channels lists layers in the model's order
         self._set(trial_id, "status='done', metrics=?, error=NULL, finished_at=?",
-                  (json.dumps(metrics, sort_keys=True), time.time()))
+                  (json.dumps(metrics), time.time()))
 
     def mark_failed(self, trial_id: str, error: str) -> None:
         self._set(trial_id, "status='failed', error=?, finished_at=?", (error, time.time()))

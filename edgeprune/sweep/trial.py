@@ -208,6 +208,7 @@ def execute_trial(spec: TrialSpec, ctx: TrialContext) -> tuple[nn.Module, dict]:
     base = ctx.base(spec)
     test = ctx.test_loader(base)
     metrics: dict = {"input_size": base.input_size, "base_accuracy": base.accuracy,
+                     "normalization": {"mean": list(base.mean), "std": list(base.std)},
                      "params_base": base.params, "macs_base": base.macs, "adapted": base.adapted}
     if spec.is_baseline:
         model = ctx.on_device(copy.deepcopy(base.model))
