@@ -123,15 +123,20 @@ def test_two_concurrent_requests_run_one_at_a_time(agent, onnx_model):
 
 
 def test_a_busy_agent_answers_503_when_the_queue_wait_runs_out(onnx_model):
-    server, thread = _serve(queue_timeout=0.05)
+    server, thread = _serve(queue_timeout=0.05, max_queue=1)
     try:
-        slow = threading.Thread(target=_post, args=(server.url, onnx_model.read_bytes(), TOKEN,
-                                                    "warmup=0&repeats=3000"))
-        slow.start()
-        time.sleep(0.3)     # the first benchmark holds the agent now
+        server.bench_lock.acquire()        # as if a long benchmark were running
         status, body = _post(server.url, onnx_model.read_bytes())
         assert status == 503 and "busy" in body["error"]
-        slow.join(timeout=60)
+        server.reserve()                   # the running one's place
+        server.reserve()                   # and one more waiting: the queue is full
+        status, body = _post(server.url, onnx_model.read_bytes())
+        assert status == 503 and "queue is full" in body["error"]
+        server.release()
+        server.release()
+        server.bench_lock.release()
+        status, body = _post(server.url, onnx_model.read_bytes())   # free again
+        assert status == 200
     finally:
         server.shutdown()
         server.server_close()
