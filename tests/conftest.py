@@ -45,6 +45,16 @@ def tiny_cifar(tmp_path_factory) -> Path:
     return make_cifar(tmp_path_factory.mktemp("cifar"))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tiny models gain nothing from threads, and one thread keeps the test process
+    from fighting Ray workers and other jobs for the cores."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(autouse=True)
 def _seeded():
     torch.manual_seed(0)

@@ -8,7 +8,6 @@ from edgeprune.config import DatasetConfig
 from edgeprune.data import BatchLoader, load_dataset, random_crop_flip, resolve_normalization
 from edgeprune.errors import ConfigError
 
-from conftest import make_cifar
 
 
 def test_cifar_reader_and_fractions(tiny_cifar):

@@ -13,12 +13,6 @@ from edgeprune.train.finetune import distillation_loss, finetune
 import tiny_models
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 class Batches:

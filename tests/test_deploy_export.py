@@ -13,13 +13,6 @@ from edgeprune.prune import prune_model
 import tiny_models
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """The machine is often shared: one thread keeps torch from oversubscribing its cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _images(n=6, size=32, seed=0):

@@ -16,18 +16,11 @@ from edgeprune.store import ResultStore
 from edgeprune.sweep import plan_trials
 from edgeprune.sweep.plan import shared_settings
 
-import tiny_models
 from conftest import sweep_config
 
 TOKEN = "sweep-test-token-0123456789"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 removed, so it reports sparsity; parameters, MACs and latency do not fall."""
 from __future__ import annotations
 
-import torch
 import torch.nn as nn
 import torch.nn.utils.prune as tprune
 

@@ -21,7 +21,6 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
-import pandas as pd
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 

@@ -18,9 +18,7 @@ import os
 import sys
 import time
 import warnings
-from typing import Optional
 
-import numpy as np
 import torch
 
 from ...data import DataSplits, ImageDataset
