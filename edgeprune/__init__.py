@@ -8,8 +8,7 @@ and the sweep engine that runs it over models x algorithms x rates.
     >>> run_dir = run_sweep(load_config("examples/quickstart.yaml"))
     >>> load_results(run_dir)            # pandas DataFrame, one row per trial
 """
-import importlib
-
+from ._lazy import lazy_getattr
 from .errors import CheckpointError, ConfigError, EdgepruneError, OfflineError
 
 __version__ = "0.1.0"
@@ -20,13 +19,7 @@ _LAZY = {"SweepConfig": "config", "load_config": "config", "create_model": "mode
          "PruneResult": "prune", "prune_model": "prune", "report": "report", "ResultStore": "store",
          "load_results": "store", "run_sweep": "sweep"}
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 __all__ = ["SweepConfig", "load_config", "create_model", "list_models", "prune_model", "PruneResult",
            "run_sweep", "ResultStore", "load_results", "report", "EdgepruneError", "ConfigError",

@@ -118,24 +118,23 @@ def _split(text: str, what: str) -> tuple[float, str]:
     return float(m.group(1)), m.group(2).lower()
 
 
-def parse_count(text: str | float, what: str = "count") -> float:
-    """'1e6', '1000000', '1M', '250k', '1.5G' -> a number."""
+def _parse_units(text: str | float, what: str, units: dict, hint: str) -> float:
     if isinstance(text, (int, float)):
         return float(text)
     v, unit = _split(text, what)
-    if unit not in _COUNT:
-        raise EdgepruneError(f"{what}: unknown unit {unit!r} in {text!r} (use k, M or G)")
-    return v * _COUNT[unit]
+    if unit not in units:
+        raise EdgepruneError(f"{what}: unknown unit {unit!r} in {text!r} (use {hint})")
+    return v * units[unit]
+
+
+def parse_count(text: str | float, what: str = "count") -> float:
+    """'1e6', '1000000', '1M', '250k', '1.5G' -> a number."""
+    return _parse_units(text, what, _COUNT, "k, M or G")
 
 
 def parse_size(text: str | float, what: str = "size") -> float:
     """Bytes: '123456', '500KB' / '2MB' (powers of 1000), '500KiB' / '2MiB' (powers of 1024)."""
-    if isinstance(text, (int, float)):
-        return float(text)
-    v, unit = _split(text, what)
-    if unit not in _SIZE:
-        raise EdgepruneError(f"{what}: unknown unit {unit!r} in {text!r} (use KB, MB, KiB or MiB)")
-    return v * _SIZE[unit]
+    return _parse_units(text, what, _SIZE, "KB, MB, KiB or MiB")
 
 
 def parse_fraction(text: str | float, what: str = "accuracy") -> float:
