@@ -1,14 +1,11 @@
 """Where trial artefacts (pruned models, exports) go: a local folder or any fsspec
 URL (s3://, gs://, a mounted NFS path), so Ray workers on other machines can
-write them without a shared file system."""
+write them without a shared file system. Files are written atomically."""
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import fsspec
-import torch
-import torch.nn as nn
 
 
 class ArtifactStore:
@@ -28,11 +25,6 @@ class ArtifactStore:
         fs.mv(tmp, path)  # readers never see a half-written file
         return uri
 
-    def save_model(self, relpath: str, model: nn.Module) -> str:
-        buf = io.BytesIO()
-        torch.save(model, buf)
-        return self.put_bytes(relpath, buf.getvalue())
-
     def __getstate__(self):
         return {"root": self.root}
 
@@ -40,10 +32,9 @@ class ArtifactStore:
         self.root = state["root"]
 
 
-def load_model(uri: str) -> nn.Module:
-    """A whole pickled module written by `save_model` (our own files only)."""
+def read_bytes(uri: str) -> bytes:
     with fsspec.open(uri, "rb") as f:
-        return torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=False)
+        return f.read()
 
 
 def exists(uri: str) -> bool:

@@ -16,11 +16,12 @@ def _cmd_sweep(args) -> int:
         overrides.append(f"executor={args.executor}")
     if args.address:
         overrides += ["executor=ray", f"ray.address={args.address}"]
-    cfg = load_config(args.config, overrides=overrides, data_dir=args.data_dir, out=args.out)
+    cfg = load_config(args.config, overrides=overrides, data_dir=args.data_dir, out=args.out,
+                      plugins=args.plugin, weights_dir=args.weights_dir)
     progress = SilentProgress() if args.quiet else RichProgress()
     run_dir = run_sweep(cfg, progress=progress, retry_failed=args.retry_failed)
-    from .store import ResultStore
-    with ResultStore(run_dir, create=False) as store:
+    from .run import RunFolder
+    with RunFolder(run_dir).store() as store:
         counts = store.counts()
     print(f"run folder: {run_dir}  ({counts['done']} done, {counts['failed']} failed)")
     print(f"next: edgeprune show {run_dir}   |   edgeprune report {run_dir}")
@@ -42,21 +43,27 @@ def _cmd_status(args) -> int:
 
 def _cmd_show(args) -> int:
     from .report import print_trials
-    from .store import ResultStore
-    with ResultStore(args.run, create=False) as store:
+    from .run import RunFolder
+    with RunFolder(args.run).store() as store:
         trials = store.trials(args.status)
         counts = store.counts()
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-    print_trials(trials, title=f"{args.run}: {summary or 'no trials'}")
+    print_trials(trials, title=f"{args.run}: {summary or 'no trials'}", wide=args.wide)
     return 0
 
 
 def _cmd_export(args) -> int:
-    from .store import load_results
+    from .results import load_results
     df = load_results(args.run)
     text = df.to_json(orient="records", indent=1) if args.json else df.to_csv(index=False)
     if args.output:
-        with open(args.output, "w") as f:
+        from pathlib import Path
+        out = Path(args.output)
+        if out.is_dir():
+            raise EdgepruneError(f"-o {args.output!r} is a folder; name the file to write")
+        if not out.parent.is_dir():
+            raise EdgepruneError(f"-o {args.output!r}: folder {str(out.parent)!r} does not exist; create it first")
+        with open(out, "w") as f:
             f.write(text)
         print(f"wrote {len(df)} trials to {args.output}", file=sys.stderr)
     else:
@@ -96,7 +103,10 @@ def _cmd_compare(args) -> int:
 def _cmd_recommend(args) -> int:
     import json
 
-    from .recommend import export_trial, parse_count, parse_fraction, parse_ms, parse_size, recommend
+    import shutil
+
+    from .recommend import recommend
+    from .units import parse_count, parse_fraction, parse_ms, parse_points, parse_size
     rec = recommend(
         args.runs,
         max_latency_ms=None if args.max_latency_ms is None else parse_ms(args.max_latency_ms, "--max-latency-ms"),
@@ -104,22 +114,24 @@ def _cmd_recommend(args) -> int:
         max_macs=None if args.max_macs is None else parse_count(args.max_macs, "--max-macs"),
         max_size_bytes=None if args.max_size is None else parse_size(args.max_size, "--max-size"),
         min_accuracy=None if args.min_accuracy is None else parse_fraction(args.min_accuracy, "--min-accuracy"),
-        max_accuracy_drop=None if args.max_accuracy_drop is None else parse_fraction(args.max_accuracy_drop,
-                                                                                     "--max-accuracy-drop"),
+        max_accuracy_drop=None if args.max_accuracy_drop is None else parse_points(args.max_accuracy_drop,
+                                                                                   "--max-accuracy-drop"),
         objective=args.objective, top=args.top, include_baseline=not args.pruned_only,
         models=args.model or None, algorithms=args.algorithm or None)
     rec.exported = bool(args.export)
     if args.json:
         print(json.dumps(rec.to_dict(), indent=1))
     else:
-        sys.stdout.write(rec.format())
+        sys.stdout.write(rec.format(shutil.get_terminal_size((100, 24)).columns, wide=args.wide))
     if rec.best is None:
         return 1
     if args.export:
+        from .release import EXPORT_FORMATS, release_trial
         best = rec.best
-        result = export_trial(best["run_path"], best["trial_id"], args.export, data_dir=args.data_dir)
+        result = release_trial(best["run_path"], best["trial_id"], args.export, EXPORT_FORMATS,
+                               data_dir=args.data_dir)
         print(f"exported trial {best['trial_id'][:8]} to {result.out_dir}: "
-              + ", ".join(f.name for f in result.files), file=sys.stderr)
+              + ", ".join(f.name for f in result.files.values()), file=sys.stderr)
         for problem in result.problems:
             print(f"warning: {problem}", file=sys.stderr)
     return 0
@@ -127,33 +139,40 @@ def _cmd_recommend(args) -> int:
 
 def _cmd_models(args) -> int:
     from .models import list_models
+    from .registry import MODELS
+    families = sorted({e.family for _, e in MODELS.items()})
+    if args.family and args.family not in families:
+        raise EdgepruneError(f"unknown family {args.family!r}; choose from: {', '.join(families)}")
     for name in list_models(args.family):
         print(name)
     return 0
 
 
 def _cmd_algorithms(args) -> int:
-    from .prune import ALGORITHMS
-    for name in ALGORITHMS:
-        a = ALGORITHMS.get(name)
+    from .registry import ALGORITHMS
+    for name, a in ALGORITHMS.items():
         print(f"{name:16s} {'structured' if a.structured else 'unstructured':12s} {a.description}")
     return 0
 
 
 def _cmd_deploy(args) -> int:
-    from .deploy.package import deploy_trial
-    want_onnx = args.onnx or not (args.int8 or args.torchscript)
-    result = deploy_trial(args.run, args.trial, args.output, onnx=want_onnx, int8=args.int8,
-                          torchscript=args.torchscript, data_dir=args.data_dir, opset=args.opset,
-                          dynamic_batch=args.dynamic_batch)
-    for kind, report in result.exports.items():
-        print(f"{kind}: {report.summary()}")
-    if result.quantized is not None:
-        q = result.quantized
-        acc = "" if result.int8_accuracy is None else f", test accuracy {100 * result.int8_accuracy:.2f}% (onnxruntime)"
-        print(f"int8: {q.path} ({q.size_bytes / 1e6:.2f} MB, {q.size_bytes / q.fp32_size_bytes:.2f}x the fp32 file, "
-              f"calibrated on {q.calibration_images} training images{acc})")
-    print(f"manifest: {result.files['manifest']}")
+    from .release import release_trial
+    formats = [f for f in ("onnx", "int8", "torchscript", "pt2") if getattr(args, f)] or ["onnx"]
+    result = release_trial(args.run, args.trial, args.output, formats, data_dir=args.data_dir, opset=args.opset,
+                           dynamic_batch=args.dynamic_batch)
+    for kind, check in result.checks.items():
+        if kind == "int8":
+            acc = "" if result.int8_accuracy is None else \
+                f", test accuracy {100 * result.int8_accuracy:.2f}% (onnxruntime)"
+            print(f"int8: {result.files['int8']} ({check['size_bytes'] / 1e6:.2f} MB, "
+                  f"{check['size_bytes'] / check['fp32_size_bytes']:.2f}x the fp32 file, calibrated on "
+                  f"{check['calibration_images']} training images{acc})")
+        else:
+            diff = check.get("max_abs_diff")
+            print(f"{kind}: {result.files[kind]}" + ("" if diff is None else f" (max |diff| {diff:.2e})"))
+    for problem in result.problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    print(f"manifest: {result.files['manifest']}\nmodel card: {result.files['card']}")
     return 0
 
 
@@ -193,6 +212,8 @@ def _cmd_latency(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgeprune", description="Prune, fine-tune, measure and compare CNNs "
                                 "for edge devices.")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                   help="import MODULE first: it registers criteria, pruners, models, ... (repeatable)")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("sweep", help="run (or resume) a sweep from a YAML config")
@@ -200,8 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set finetune.epochs=3 (repeatable)")
     s.add_argument("--data-dir", help="dataset root (overrides dataset.root)")
+    s.add_argument("--weights-dir", help="folder of published weight files, for pretrained: true offline")
     s.add_argument("--out", help="run folder (overrides out)")
-    s.add_argument("--executor", choices=["local", "ray"], help="overrides executor")
+    s.add_argument("--executor", help="overrides executor (local, ray, or a plugin's)")
     s.add_argument("--address", help="run on this Ray cluster (implies --executor ray; else $RAY_ADDRESS)")
     s.add_argument("--retry-failed", action="store_true", help="also rerun trials that failed before")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -215,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("show", help="print the trials of a run as a table")
     s.add_argument("run", help="run folder")
     s.add_argument("--status", choices=["pending", "running", "done", "failed", "cancelled"])
+    s.add_argument("--wide", action="store_true", help="every column, whatever the terminal's width")
     s.set_defaults(fn=_cmd_show)
 
     s = sub.add_parser("export", help="write the trials of a run as CSV (default) or JSON")
@@ -243,13 +266,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("recommend", help="the best finished trials that fit a budget; --export the chosen model")
     s.add_argument("runs", nargs="+", metavar="RUN", help="run folder(s)")
-    s.add_argument("--max-latency-ms", metavar="MS", help="median CPU latency at batch 1, e.g. 5")
+    s.add_argument("--max-latency-ms", metavar="MS", help="median latency on the run's first latency backend, e.g. 5")
     s.add_argument("--max-params", metavar="N", help="parameters, e.g. 1e6 or 250k")
     s.add_argument("--max-macs", metavar="N", help="MACs per image, e.g. 20M")
     s.add_argument("--max-size", metavar="BYTES", help="size of the weights, e.g. 500KB, 2MiB or bytes")
     s.add_argument("--min-accuracy", metavar="ACC", help="top-1 accuracy, a fraction (0.9) or 90%%")
     s.add_argument("--max-accuracy-drop", metavar="DROP",
-                   help="accuracy lost against the model's baseline trial: 0.01 or 1%% is one point")
+                   help="accuracy lost against the model's baseline trial, in points: 1 (or 1pt) is one point")
     s.add_argument("--objective", default="accuracy",
                    choices=["accuracy", "accuracy_drop", "latency", "params", "macs", "size"],
                    help="rank the trials that fit by this (default: accuracy)")
@@ -258,8 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--algorithm", action="append", help="only this algorithm (repeatable)")
     s.add_argument("--pruned-only", action="store_true", help="leave the unpruned baselines out")
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    s.add_argument("--wide", action="store_true", help="every column, whatever the terminal's width")
     s.add_argument("--export", metavar="DIR",
-                   help="write the best trial's model (torch.export, TorchScript, state dict) and model card")
+                   help="write the best trial's model (torch.export, TorchScript, edgeprune, state dict) and "
+                        "model card")
     s.add_argument("--data-dir", help="dataset root, when --export has to rebuild the model elsewhere")
     s.set_defaults(fn=_cmd_recommend)
 
@@ -269,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--onnx", action="store_true", help="fp32 ONNX (the default when no format is named)")
     s.add_argument("--int8", action="store_true", help="also int8 ONNX (onnxruntime static quantization)")
     s.add_argument("--torchscript", action="store_true", help="TorchScript (torch.jit.trace)")
+    s.add_argument("--pt2", action="store_true", help="torch.export program (model.pt2)")
     s.add_argument("-o", "--output", help="folder for the files (default: RUN/deploy/TRIAL)")
     s.add_argument("--opset", type=int, help="ONNX opset (default: the run's deploy.opset)")
     s.add_argument("--dynamic-batch", dest="dynamic_batch", action="store_true", default=None,
@@ -295,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=_cmd_latency)
 
     s = sub.add_parser("models", help="list the model names create_model knows")
-    s.add_argument("--family", choices=["torchvision", "cifar_resnet", "cifar_vgg"])
+    s.add_argument("--family", help="only this family (torchvision, cifar_resnet, cifar_vgg, a plugin's)")
     s.set_defaults(fn=_cmd_models)
 
     s = sub.add_parser("algorithms", help="list the pruning algorithms")
@@ -306,6 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.plugin:
+            from .registry import load_plugins
+            load_plugins(args.plugin)
         return args.fn(args)
     except EdgepruneError as e:
         print(f"edgeprune: error: {e}", file=sys.stderr)

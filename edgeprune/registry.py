@@ -1,17 +1,26 @@
-"""A tiny name -> object registry with "did you mean" suggestions.
+"""Registries: name -> object tables for every pluggable part of the pipeline.
 
-Every pluggable part of the pipeline (model families, importance criteria,
-datasets, optimisers, executors) is looked up through one of these instead of
-an if-chain, so adding a variant is one decorated function.
+Each stage registers its built-ins into one of the registries below when it is
+imported, and plugins (`edgeprune.plugins`) add theirs. A registry imports the
+module that holds its built-ins the first time it is read, and the installed
+plugin packages (entry-point group `edgeprune.plugins`) with it, so a stage that
+only validates names (the config) needs to import nothing but this module.
+
+Registrations made outside edgeprune's own modules are *plugin entries*; the Ray
+executor ships them to every worker (`plugin_snapshot` / `restore_plugins`), so a
+criterion registered in a driver script reaches the processes that prune.
 """
 from __future__ import annotations
 
 import difflib
-from typing import Callable, Generic, Iterator, TypeVar
+import importlib
+from typing import Callable, Generic, Iterator, Optional, TypeVar
 
-from .errors import EdgepruneError
+from .errors import EdgepruneError, first_line
 
 T = TypeVar("T")
+
+ENTRY_POINT_GROUP = "edgeprune.plugins"
 
 
 def suggest(name: str, choices: list[str], n: int = 3) -> str:
@@ -21,38 +30,160 @@ def suggest(name: str, choices: list[str], n: int = 3) -> str:
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, builtins: tuple[str, ...] = ()):
         self.kind = kind
+        self._builtins = builtins
+        self._loaded = not builtins
         self._items: dict[str, T] = {}
+        self._aliases: dict[str, str] = {}
+        self._plugin_names: set[str] = set()
+        # resolves names that are not registered (e.g. 'package.module:factory' models); None: unknown
+        self.fallback: Optional[Callable[[str], Optional[T]]] = None
 
+    def _load(self) -> None:
+        if not self._loaded:
+            self._loaded = True
+            for module in self._builtins:
+                importlib.import_module(module)
+            load_entry_points()
+
+    # -- writing ---------------------------------------------------------------
     def register(self, name: str) -> Callable[[T], T]:
         def deco(obj: T) -> T:
             self.add(name, obj)
             return obj
-
         return deco
 
-    def add(self, name: str, obj: T) -> None:
-        if name in self._items:
-            raise ValueError(f"{self.kind} {name!r} is registered twice")
+    def add(self, name: str, obj: T, *, plugin: bool = False, replace: bool = False) -> None:
+        """Register `obj` as `name`; `plugin=True` (what `edgeprune.plugins` passes)
+        marks it as one that worker processes must be sent."""
+        if not isinstance(name, str) or not name:
+            raise EdgepruneError(f"a {self.kind} needs a non-empty name, got {name!r}")
+        if name in self._items and not replace:
+            raise EdgepruneError(f"{self.kind} {name!r} is registered twice; pick another name "
+                                 "(or pass replace=True to override it on purpose)")
         self._items[name] = obj
+        if plugin:
+            self._plugin_names.add(name)
+
+    def alias(self, alias: str, name: str) -> None:
+        """Accept `alias` for `name` (e.g. 'ort' for 'onnxruntime')."""
+        self._aliases[alias] = name
+
+    # -- reading ---------------------------------------------------------------
+    def canonical(self, name: str) -> str:
+        """`name` with an alias resolved (unknown names come back as they are)."""
+        self._load()
+        return self._aliases.get(name, name)
 
     def get(self, name: str) -> T:
-        try:
+        self._load()
+        name = self._aliases.get(name, name)
+        if name in self._items:
             return self._items[name]
-        except KeyError:
-            raise EdgepruneError(self.unknown_message(name)) from None
+        found = self.fallback(name) if self.fallback and isinstance(name, str) else None
+        if found is None:
+            raise EdgepruneError(self.unknown_message(name))
+        return found
 
     def unknown_message(self, name: str) -> str:
-        names = sorted(self._items)
-        return (f"unknown {self.kind} {name!r}{suggest(name, names)}; "
+        names = self.names()
+        return (f"unknown {self.kind} {name!r}{suggest(str(name), names)}; "
                 f"choose one of: {', '.join(names)}")
 
     def __contains__(self, name: object) -> bool:
-        return name in self._items
+        """Whether `name` is registered (or an alias); fallback names are not tried."""
+        self._load()
+        return name in self._items or name in self._aliases
 
     def __iter__(self) -> Iterator[str]:
-        return iter(sorted(self._items))
+        return iter(self.names())
 
     def names(self) -> list[str]:
+        self._load()
         return sorted(self._items)
+
+    def items(self) -> list[tuple[str, T]]:
+        return [(n, self._items[n]) for n in self.names()]
+
+    def plugin_items(self) -> dict[str, T]:
+        return {n: self._items[n] for n in self._plugin_names if n in self._items}
+
+
+# -- the registries ------------------------------------------------------------
+MODELS: Registry = Registry("model", ("edgeprune.models",))
+ALGORITHMS: Registry = Registry("pruning algorithm", ("edgeprune.prune",))
+LAYER_TYPES: Registry = Registry("layer type", ("edgeprune.prune",))
+DATASETS: Registry = Registry("dataset", ("edgeprune.data",))
+OPTIMIZERS: Registry = Registry("optimizer", ("edgeprune.train",))
+LATENCY_BACKENDS: Registry = Registry("latency backend", ("edgeprune.deploy.backends",))
+VARIANTS: Registry = Registry("model variant", ("edgeprune.sweep.variants",))
+EXECUTORS: Registry = Registry("executor", ("edgeprune.sweep.executors",))
+
+ALL = {r.kind: r for r in (MODELS, ALGORITHMS, LAYER_TYPES, DATASETS, OPTIMIZERS, LATENCY_BACKENDS, VARIANTS,
+                           EXECUTORS)}
+
+
+# -- plugins -------------------------------------------------------------------
+_entry_points_loaded = False
+_loaded_modules: list[str] = []
+
+
+def load_entry_points() -> None:
+    """Import every installed plugin (entry-point group `edgeprune.plugins`) once.
+    An entry point names a module (imported) or a callable (called with no
+    arguments); either registers its parts through `edgeprune.plugins`."""
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    from importlib.metadata import entry_points
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            obj = ep.load()
+        except Exception as e:  # a broken plugin is named, not a traceback
+            raise EdgepruneError(f"plugin {ep.name!r} ({ep.value}) failed to load: {type(e).__name__}: "
+                                 f"{first_line(e)}; fix or uninstall it") from None
+        if callable(obj) and not isinstance(obj, type(importlib)):
+            obj()
+
+
+def load_plugins(modules: Optional[list[str]] = None) -> list[str]:
+    """Import the installed plugins and the named plugin modules (config `plugins:`,
+    `--plugin`); returns the modules imported by name so far."""
+    load_entry_points()
+    for name in modules or ():
+        if name in _loaded_modules:
+            continue
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            raise EdgepruneError(f"plugin module {name!r} cannot be imported ({e}); is it installed or on "
+                                 "PYTHONPATH?") from None
+        except EdgepruneError:
+            raise
+        except Exception as e:
+            raise EdgepruneError(f"plugin module {name!r} failed while importing: {type(e).__name__}: "
+                                 f"{first_line(e)}") from None
+        _loaded_modules.append(name)
+    return list(_loaded_modules)
+
+
+def plugin_snapshot() -> dict:
+    """The plugin entries of every registry plus the plugin modules imported by name:
+    what a worker process needs to see the same names (pickled by Ray)."""
+    return {"modules": list(_loaded_modules),
+            "entries": {kind: reg.plugin_items() for kind, reg in ALL.items() if reg.plugin_items()}}
+
+
+def restore_plugins(snapshot: Optional[dict]) -> None:
+    """In a worker: import the driver's plugin modules and add its other entries."""
+    if not snapshot:
+        return
+    load_plugins(snapshot.get("modules"))
+    for kind, entries in snapshot.get("entries", {}).items():
+        reg = ALL[kind]
+        reg._load()
+        for name, obj in entries.items():
+            if name not in reg._items:
+                reg.add(name, obj, plugin=True)

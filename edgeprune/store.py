@@ -1,8 +1,14 @@
 """The results store: one SQLite file per run folder, one row per trial.
 
-Each state change is its own transaction, committed the moment it happens, so
-a crash loses at most the trial that was running; WAL mode lets `show` and
-`report` read while a sweep writes.
+Each state change is its own transaction, committed the moment it happens, so a
+crash loses at most the trials that were running; WAL mode lets `show` and
+`report` read while a sweep writes. Only the sweep engine writes. A finished
+(`done`) trial is immutable: the store refuses to change it. The file records its
+schema version and the version of the trial-identity rule that made its ids.
+
+Opened with `readonly=True` (what show, export, report and status do) the store
+writes nothing, works in a read-only folder, and a damaged or foreign file is
+reported in one line instead of being changed.
 """
 from __future__ import annotations
 
@@ -19,6 +25,8 @@ from .errors import EdgepruneError
 DB_NAME = "results.db"
 STATUSES = ("pending", "running", "done", "failed", "cancelled")
 UNFINISHED = ("pending", "running", "cancelled")
+SCHEMA_VERSION = 2          # 1: before the version was recorded (same tables)
+IDENTITY_VERSION = 1        # how trial ids are derived (sweep.plan.TrialSpec.trial_id)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -41,6 +49,8 @@ CREATE TABLE IF NOT EXISTS trials (
 );
 CREATE INDEX IF NOT EXISTS trials_status ON trials (status);
 """
+_COLUMNS = {"trial_id", "position", "model", "algorithm", "target_kind", "rate", "seed", "spec", "status",
+            "metrics", "error", "attempts", "created_at", "started_at", "finished_at"}
 
 
 @dataclass
@@ -61,25 +71,67 @@ class TrialRecord:
     finished_at: Optional[float]
 
 
+class FinishedTrialError(EdgepruneError):
+    """An attempt to change a trial that is already done."""
+
+
 def db_path(run_dir: str | Path) -> Path:
     return Path(run_dir) / DB_NAME
 
 
 class ResultStore:
-    def __init__(self, path: str | Path, create: bool = True):
+    def __init__(self, path: str | Path, create: bool = True, readonly: bool = False):
         path = Path(path)
         if path.is_dir() or path.suffix != ".db":
             path = db_path(path)
-        if not create and not path.is_file():
+        if (not create or readonly) and not path.is_file():
             raise EdgepruneError(f"no results at {str(path.parent)!r} (missing {DB_NAME}); "
                                  "pass the run folder a sweep wrote (its `out:`)")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._conn = sqlite3.connect(path, timeout=30, isolation_level=None)
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(_SCHEMA)
+        self.path, self.readonly = path, readonly
+        try:
+            if readonly:
+                self._conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30,
+                                             isolation_level=None)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+            self._conn.row_factory = sqlite3.Row
+            self._check_foreign(path, new=create and not readonly)
+            if not readonly:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+                self._conn.executescript(_SCHEMA)
+                if self.get_meta("schema_version") is None:
+                    self._put_meta("schema_version", SCHEMA_VERSION)
+        except sqlite3.DatabaseError as e:
+            self._close_quietly()
+            raise EdgepruneError(f"{str(path)!r} is damaged ({e}); restore it from a copy, or start the sweep "
+                                 "in another --out") from None
+        version = self.get_meta("schema_version")
+        if version is not None and int(version) > SCHEMA_VERSION:
+            self._close_quietly()
+            raise EdgepruneError(f"{str(path)!r} was written by a newer edgeprune (store schema {version}, this "
+                                 f"one reads up to {SCHEMA_VERSION}); upgrade edgeprune to read it")
+
+    def _check_foreign(self, path: Path, new: bool) -> None:
+        """Refuse a SQLite file that is not ours (before adding tables to it)."""
+        tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not tables and new:
+            return
+        if not {"meta", "trials"} <= tables:
+            raise EdgepruneError(f"{str(path)!r} is not an edgeprune results store (its tables: "
+                                 f"{', '.join(sorted(tables)) or 'none'}); point at a run folder a sweep wrote, "
+                                 "or use another --out")
+        columns = {r[1] for r in self._conn.execute("PRAGMA table_info(trials)")}
+        if not _COLUMNS <= columns:
+            raise EdgepruneError(f"{str(path)!r} is not an edgeprune results store (its trials table lacks "
+                                 f"{', '.join(sorted(_COLUMNS - columns))})")
+
+    def _close_quietly(self) -> None:
+        try:
+            self._conn.close()
+        except Exception:  # noqa: BLE001 - already failing
+            pass
 
     def close(self) -> None:
         self._conn.close()
@@ -92,6 +144,8 @@ class ResultStore:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
+        if self.readonly:
+            raise EdgepruneError(f"{self.path} is open read-only")
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             yield self._conn
@@ -105,9 +159,12 @@ class ResultStore:
         row = self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return json.loads(row["value"]) if row else None
 
+    def _put_meta(self, key: str, value: Any) -> None:
+        self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
     def set_meta(self, key: str, value: Any) -> None:
-        with self._tx() as c:
-            c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+        with self._tx():
+            self._put_meta(key, value)
 
     # -- trials --------------------------------------------------------------
     def add_trials(self, trials: Iterable[dict]) -> int:
@@ -126,23 +183,38 @@ class ResultStore:
                 added += cur.rowcount
         return added
 
-    def _set(self, trial_id: str, sql: str, args: tuple) -> None:
+    def _set(self, c: sqlite3.Connection, trial_id: str, sql: str, args: tuple) -> None:
+        cur = c.execute(f"UPDATE trials SET {sql} WHERE trial_id=? AND status != 'done'", (*args, trial_id))
+        if cur.rowcount == 0:
+            row = c.execute("SELECT status FROM trials WHERE trial_id=?", (trial_id,)).fetchone()
+            if row is None:
+                raise EdgepruneError(f"no trial {trial_id} in {self.path}")
+            raise FinishedTrialError(f"trial {trial_id} is done; finished trials are never changed")
+
+    def _update(self, trial_id: str, sql: str, args: tuple) -> None:
         with self._tx() as c:
-            c.execute(f"UPDATE trials SET {sql} WHERE trial_id=?", (*args, trial_id))
+            self._set(c, trial_id, sql, args)
 
     def mark_running(self, trial_id: str) -> None:
-        self._set(trial_id, "status='running', attempts=attempts+1, started_at=?, error=NULL", (time.time(),))
+        self._update(trial_id, "status='running', attempts=attempts+1, started_at=?, error=NULL", (time.time(),))
 
     def mark_done(self, trial_id: str, metrics: dict) -> None:
-        # insertion order kept: layer_channels lists layers in the model's order
-        self._set(trial_id, "status='done', metrics=?, error=NULL, finished_at=?",
-                  (json.dumps(metrics), time.time()))
+        self.finish({trial_id: metrics})
+
+    def finish(self, results: dict[str, dict]) -> None:
+        """Mark several trials done at once (a trial and its variants): all or none."""
+        now = time.time()
+        with self._tx() as c:
+            for trial_id, metrics in results.items():
+                # insertion order kept: layer_channels lists layers in the model's order
+                self._set(c, trial_id, "status='done', metrics=?, error=NULL, finished_at=?, "
+                                       "started_at=COALESCE(started_at, ?)", (json.dumps(metrics), now, now))
 
     def mark_failed(self, trial_id: str, error: str) -> None:
-        self._set(trial_id, "status='failed', error=?, finished_at=?", (error, time.time()))
+        self._update(trial_id, "status='failed', error=?, finished_at=?", (error, time.time()))
 
     def mark_cancelled(self, trial_id: str, reason: str = "cancelled") -> None:
-        self._set(trial_id, "status='cancelled', error=?, finished_at=?", (reason, time.time()))
+        self._update(trial_id, "status='cancelled', error=?, finished_at=?", (reason, time.time()))
 
     def to_run(self, retry_failed: bool = False) -> list[TrialRecord]:
         """Trials a (resumed) sweep still has to run, in plan order."""
@@ -162,21 +234,3 @@ class ResultStore:
 
     def integrity_ok(self) -> bool:
         return self._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-
-    def to_dataframe(self):
-        """All trials as a flat pandas DataFrame: identity columns, then every scalar metric."""
-        import pandas as pd
-        rows = []
-        for t in self.trials():
-            row = {"trial_id": t.trial_id, "model": t.model, "algorithm": t.algorithm,
-                   "target_kind": t.target_kind, "rate": t.rate, "seed": t.seed, "status": t.status,
-                   "error": t.error}
-            row.update({k: v for k, v in t.metrics.items() if not isinstance(v, (dict, list))})
-            rows.append(row)
-        return pd.DataFrame(rows)
-
-
-def load_results(run_dir: str | Path):
-    """The trials of a run folder as a pandas DataFrame (one row per trial)."""
-    with ResultStore(run_dir, create=False) as store:
-        return store.to_dataframe()

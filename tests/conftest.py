@@ -74,3 +74,11 @@ def sweep_config(data_root: Path, out: Path, **overrides) -> dict:
     for key, value in overrides.items():
         cfg[key] = value
     return cfg
+
+
+def force_status(run_dir: Path, trial_id: str, status: str) -> None:
+    """Rewrite a trial's status behind the store's back: what a crash (or a hand
+    edit) leaves, which the store itself refuses to do to a finished trial."""
+    import sqlite3
+    with sqlite3.connect(Path(run_dir) / "results.db") as conn:
+        conn.execute("UPDATE trials SET status=? WHERE trial_id=?", (status, trial_id))

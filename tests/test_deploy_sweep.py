@@ -146,7 +146,7 @@ def test_new_settings_leave_old_trial_ids_alone(tiny_cifar):
                         "dataset": {"root": str(tiny_cifar)}})
     specs8 = plan_trials(cfg8)
     assert [s.quantize for s in specs8] == ["none", "int8", "none", "int8"]
-    assert specs8[1].fp32_twin().trial_id == specs8[0].trial_id != specs8[1].trial_id
+    assert specs8[1].trained_twin().trial_id == specs8[0].trial_id != specs8[1].trial_id
     assert specs8[1].to_row()["model"] == "resnet20 int8"
 
 

@@ -9,7 +9,7 @@ from edgeprune.config import DatasetConfig, FinetuneConfig
 from edgeprune.data import BatchLoader, StreamingLoader, load_dataset, make_loader
 from edgeprune.errors import EdgepruneError
 from edgeprune.models import create_model
-from edgeprune.sweep.trial import resolve_device
+from edgeprune.sweep.context import resolve_device
 from edgeprune.train import finetune
 
 from conftest import sweep_config

@@ -70,12 +70,13 @@ def test_pickled_code_is_refused(tmp_path):
         create_model("resnet20", 10, checkpoint=str(path))
 
 
-def test_offline_pretrained_weights_give_a_clear_error(monkeypatch):
+def test_offline_pretrained_weights_give_a_clear_error(monkeypatch, tmp_path):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("Name or service not known")
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))       # an empty cache
     for name in ("resnet20", "mobilenet_v2"):
-        with pytest.raises(OfflineError, match=r"pretrained: false.*checkpoint"):
+        with pytest.raises(OfflineError, match=r"--weights-dir DIR.*checkpoint.*pretrained: false"):
             create_model(name, 10, pretrained=True)
 
 

@@ -8,7 +8,8 @@ import torch.nn as nn
 from edgeprune.errors import EdgepruneError
 from edgeprune.measure import count_macs, count_params
 from edgeprune.models import create_model
-from edgeprune.prune import ALGORITHMS, cut_reference, prune_model
+from edgeprune.prune import cut_reference, prune_model
+from edgeprune.registry import ALGORITHMS
 
 import tiny_models
 
@@ -146,7 +147,7 @@ def test_unstructured_reports_sparsity_and_keeps_shapes():
     assert not result.structured
     assert abs(result.sparsity - 0.6) < 0.01
     assert count_params(result.model) == count_params(model)
-    with pytest.raises(ValueError, match="plain rates"):
+    with pytest.raises(EdgepruneError, match="plain rates"):
         prune_model(model, "unstructured_l1", 0.5, input_size=32, kind="params")
 
 

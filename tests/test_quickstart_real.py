@@ -3,7 +3,7 @@ import pytest
 import yaml
 
 from edgeprune.cli import main
-from edgeprune.store import load_results
+from edgeprune import load_results
 
 from conftest import SHARED
 

@@ -6,8 +6,10 @@ import torch
 
 from edgeprune.cli import main
 from edgeprune.errors import EdgepruneError
-from edgeprune.recommend import (export_trial, parse_count, parse_fraction, parse_ms, parse_size,
-                                 recommend)
+from edgeprune.prune.saved import load_model
+from edgeprune.recommend import recommend
+from edgeprune.release import EXPORT_FORMATS, release_trial
+from edgeprune.units import parse_count, parse_fraction, parse_ms, parse_points, parse_size
 from edgeprune.store import ResultStore
 
 from conftest import sweep_config
@@ -122,6 +124,9 @@ def test_values_a_user_types():
     assert parse_fraction("0.9") == parse_fraction("90%") == parse_fraction("90") == pytest.approx(0.9)
     assert parse_fraction("1pt") == pytest.approx(0.01)
     assert parse_ms("5") == 5 and parse_ms("0.005s") == 5
+    # an accuracy drop is in points: 1 is one point (it once read as 100 points), 2 is two
+    assert parse_points("1") == parse_points("1pt") == parse_points("1%") == pytest.approx(0.01)
+    assert parse_points("2") == pytest.approx(0.02) and parse_points("0.5") == pytest.approx(0.005)
     for bad, fn in [("fast", parse_ms), ("3 parsecs", parse_count), ("1 TB", parse_size), ("120", parse_fraction)]:
         with pytest.raises(EdgepruneError):
             fn(bad)
@@ -166,7 +171,7 @@ def test_export_writes_standalone_models_and_a_model_card(tiny_run, tmp_path, ca
     d = tmp_path / "deploy"
     with ResultStore(tiny_run, create=False) as store:
         t = next(t for t in store.trials() if t.algorithm == "l1")
-    original = torch.load(t.metrics["model_path"], weights_only=False).eval()
+    original = load_model(t.metrics["model_path"])
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         want = original(x)
@@ -185,12 +190,14 @@ def test_export_writes_standalone_models_and_a_model_card(tiny_run, tmp_path, ca
     assert card["problems"] == [] and card["layer_channels"]["conv1"] == [16, 8]
     md = (d / "model_card.md").read_text()
     assert "# resnet20 · l1" in md and "torch.export.load('model.pt2').module()" in md and "cifar10" in md
+    with torch.no_grad():     # edgeprune's own format: rebuilt without unpickling, the same function
+        assert torch.allclose(load_model(d / "model.edgeprune.pt")(x), want, atol=1e-6)
 
 
 def test_export_refuses_unfinished_or_ambiguous_trials(run, tmp_path):
-    with pytest.raises(EdgepruneError, match="is pending, not done"):
-        export_trial(run, "l2x", tmp_path / "x")
+    with pytest.raises(EdgepruneError, match="is pending: only finished trials"):
+        release_trial(run, "l2x", tmp_path / "x", EXPORT_FORMATS)
     with pytest.raises(EdgepruneError, match="ambiguous"):
-        export_trial(run, "l1", tmp_path / "x")
+        release_trial(run, "l1", tmp_path / "x", EXPORT_FORMATS)
     with pytest.raises(EdgepruneError, match="no trial 'zzz'"):
-        export_trial(run, "zzz", tmp_path / "x")
+        release_trial(run, "zzz", tmp_path / "x", EXPORT_FORMATS)

@@ -105,9 +105,9 @@ def test_report_holds_the_channels_of_every_pruned_trial(rich_report):
 
 def test_equal_rate_comparison_lists_mean_and_spread_over_seeds(rich_report):
     _, _, html = rich_report
-    algos = html[html.index("id='algorithms'"):html.index("id='trials'")]
+    algos = html[html.index('id="algorithms"'):html.index('id="trials"')]
     # fpgm beats l1 at every rate in the fake data, with three seeds each
-    assert algos.count("class='best'") == 8 and "4 rate(s)" in algos and "(3)" in algos
+    assert algos.count('class="best"') == 8 and "4 rate(s)" in algos and "(3)" in algos
     fig = next(f for f in _payload(html, "ep-figs") if f["id"] == "fig-algos")["fig"]
     means = [t for t in fig["data"] if t.get("name") in ("l1", "fpgm")]
     assert means and all(t["error_y"]["visible"] for t in means)

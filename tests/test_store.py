@@ -4,7 +4,8 @@ import sqlite3
 import pytest
 
 from edgeprune.errors import EdgepruneError
-from edgeprune.store import ResultStore, load_results
+from edgeprune import load_results
+from edgeprune.store import ResultStore
 
 
 def _rows(n=3):

@@ -6,13 +6,15 @@ import pytest
 import torch
 import yaml
 
+import edgeprune.sweep.context as context_module
 import edgeprune.sweep.trial as trial_module
+from edgeprune.models import create_model
 from edgeprune import load_config, load_results, run_sweep
 from edgeprune.cli import main
 from edgeprune.errors import EdgepruneError
 from edgeprune.store import ResultStore
 
-from conftest import make_cifar, sweep_config
+from conftest import force_status, make_cifar, sweep_config
 
 
 @pytest.fixture(scope="module")
@@ -50,14 +52,14 @@ def test_rerun_resumes_and_duplicates_nothing(finished_run):
     with ResultStore(run, create=False) as store:
         before = {t.trial_id: t.finished_at for t in store.trials()}
         crashed = store.trials()[3].trial_id
-        store.mark_running(crashed)             # as if the process had died mid-trial
+    force_status(run, crashed, "running")        # as if the process had died mid-trial
     assert main(["sweep", str(path), "--quiet"]) == 0
     with ResultStore(run, create=False) as store:
         after = store.trials()
     assert len(after) == len(before) and all(t.status == "done" for t in after)
     for t in after:
         assert (t.finished_at == before[t.trial_id]) == (t.trial_id != crashed)
-    assert next(t for t in after if t.trial_id == crashed).attempts == 3  # crash + rerun
+    assert next(t for t in after if t.trial_id == crashed).attempts == 2  # the crashed attempt + the rerun
 
 
 def test_show_export_report(finished_run, capsys, tmp_path):
@@ -104,11 +106,11 @@ def test_failed_trial_is_recorded_and_the_sweep_goes_on(tiny_cifar, tmp_path, mo
 def test_ctrl_c_cancels_the_running_trial_and_resume_finishes(tiny_cifar, tmp_path, monkeypatch):
     real, calls = trial_module.run_trial, []
 
-    def interrupt_second(spec, ctx):
+    def interrupt_second(spec, ctx, *args):
         calls.append(spec)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real(spec, ctx)
+        return real(spec, ctx, *args)
 
     import edgeprune.sweep.executors.local as engine
     monkeypatch.setattr(engine, "run_trial", interrupt_second)
@@ -138,7 +140,7 @@ def test_other_settings_in_the_same_run_folder_are_refused(tiny_cifar, tmp_path)
 def test_pretrained_head_is_adapted_once_and_reused(tmp_path, monkeypatch):
     data = make_cifar(tmp_path / "data4", num_classes=4)
     ckpt = tmp_path / "r20.pt"
-    torch.save(trial_module.create_model("resnet20", 10, pretrained=False).state_dict(), ckpt)
+    torch.save(create_model("resnet20", 10, pretrained=False).state_dict(), ckpt)
     calls = []
     real = trial_module.finetune
 
@@ -147,6 +149,7 @@ def test_pretrained_head_is_adapted_once_and_reused(tmp_path, monkeypatch):
         return real(model, loader, cfg, **kw)
 
     monkeypatch.setattr(trial_module, "finetune", counting)
+    monkeypatch.setattr(context_module, "finetune", counting)
     cfg = sweep_config(data, tmp_path / "run", models=[{"name": "resnet20", "checkpoint": str(ckpt)}],
                        rates=[0.3, 0.5], finetune={"epochs": 1, "max_steps": 1, "batch_size": 32, "adapt_epochs": 1})
     run_sweep(load_config(cfg))
@@ -156,7 +159,7 @@ def test_pretrained_head_is_adapted_once_and_reused(tmp_path, monkeypatch):
     assert df["adapted"].all() and (df["status"] == "done").all()
     # a second sweep into the same folder reuses the cached adaptation
     with ResultStore(tmp_path / "run", create=False) as store:
-        store.mark_running(store.trials()[1].trial_id)
+        force_status(tmp_path / "run", store.trials()[1].trial_id, "running")
     calls.clear()
     run_sweep(load_config(cfg))
     assert calls == [None]

@@ -1,37 +1,46 @@
 """Datasets: `load_dataset(config)` reads a registered dataset into memory;
-`BatchLoader` serves augmented, normalised batches from it."""
+`BatchLoader` serves augmented, normalised batches from it.
+
+A dataset is a `DatasetSource` in the dataset registry: `check` fails early (before
+anything is written) when the data is not there, `load` reads it, and `options` is
+the pydantic model of its own settings (`dataset.options` in a config), if any.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
-from ..registry import Registry
+from ..errors import ConfigError, EdgepruneError
+from ..registry import DATASETS
 from . import cifar, imagefolder
 from .dataset import DataSplits, ImageDataset, channel_stats
 from .loader import BatchLoader, random_crop_flip
 from .streaming import StreamingLoader
 
 __all__ = ["load_dataset", "check_dataset", "DataSplits", "ImageDataset", "BatchLoader", "StreamingLoader",
-           "make_loader",
-           "dataset_names", "resolve_normalization", "IMAGENET_STATS"]
+           "DatasetSource", "make_loader", "resolve_normalization", "IMAGENET_STATS", "channel_stats",
+           "random_crop_flip"]
 
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
 @dataclass(frozen=True)
 class DatasetSource:
-    check: Callable[[object], None]        # raises ConfigError when the data is not there
-    load: Callable[[object], DataSplits]
+    load: Callable[[object], DataSplits]            # load(dataset config) -> the splits, in memory
+    check: Optional[Callable[[object], None]] = None  # raises ConfigError when the data is not there
+    options: Optional[type] = None                  # a pydantic model of dataset.options
+    description: str = ""
 
 
-DATASETS: Registry[DatasetSource] = Registry("dataset")
 for _name in ("cifar10", "cifar100"):
     DATASETS.add(_name, DatasetSource(
         check=lambda cfg, n=_name: cifar.check(n, cfg.root, cfg.download),
-        load=lambda cfg, n=_name: cifar.load(n, cfg.root, cfg.download)))
+        load=lambda cfg, n=_name: cifar.load(n, cfg.root, cfg.download),
+        description=f"{_name.upper()} in torchvision's layout (python pickled batches)"))
 DATASETS.add("imagefolder", DatasetSource(
     check=lambda cfg: imagefolder.check(cfg.root),
-    load=lambda cfg: (imagefolder.load if cfg.in_memory else imagefolder.load_streaming)(cfg.root, cfg.image_size)))
+    load=lambda cfg: (imagefolder.load if cfg.in_memory else imagefolder.load_streaming)(cfg.root, cfg.image_size),
+    description="ROOT/train/<class>/ and ROOT/val/<class>/ image trees"))
 
 
 def make_loader(data, batch_size: int, mean, std, **kwargs):
@@ -45,23 +54,21 @@ def make_loader(data, batch_size: int, mean, std, **kwargs):
     return BatchLoader(data, batch_size, mean, std, **kwargs)
 
 
-def dataset_names() -> list[str]:
-    return DATASETS.names()
-
-
 def check_dataset(cfg) -> None:
     """Fail early, with a fix, when the configured dataset is not on disk."""
-    from ..errors import ConfigError, EdgepruneError
     try:
         source = DATASETS.get(cfg.name)
     except EdgepruneError as e:
         raise ConfigError(f"dataset.name: {e}") from None
-    source.check(cfg)
+    if source.check is not None:
+        source.check(cfg)
 
 
 def load_dataset(cfg, seed: int = 0) -> DataSplits:
     """The configured dataset, cut to `train_fraction` / `test_fraction`."""
     splits = DATASETS.get(cfg.name).load(cfg)
+    if not isinstance(splits, DataSplits):
+        raise EdgepruneError(f"dataset {cfg.name!r}: its loader returned {type(splits).__name__}, not DataSplits")
     return DataSplits(splits.name, splits.train.subset(cfg.train_fraction, seed),
                       splits.test.subset(cfg.test_fraction, seed + 1))
 

@@ -1,5 +1,6 @@
-"""Deployment: verified ONNX / TorchScript export, int8 quantization, latency on
-this machine (onnxruntime) or on the real device (`edgeprune agent`).
+"""Deployment: verified ONNX / TorchScript export, int8 quantization, latency
+backends (torch, onnxruntime, the device agent, plugins'), and the device agent.
+This stage knows models and files, not run folders (edgeprune.release does).
 
     from edgeprune.deploy import export_onnx, quantize_onnx, AgentClient
     report = export_onnx(model, "model.onnx", 32, check_inputs=test_images)   # raises ExportError on mismatch
@@ -20,8 +21,8 @@ _LAZY = {
     "onnx_accuracy": "quantize",
     "benchmark_onnx": "agent", "device_info": "agent", "make_server": "agent",
     "AgentClient": "remote", "AgentError": "remote",
-    "TrialArtifacts": "pipeline", "measure_latencies": "pipeline",
-    "deploy_trial": "package", "DeployResult": "package",
+    "TrialArtifacts": "files", "measure_latencies": "backends", "LatencyBackend": "backends",
+    "Measurement": "backends",
 }
 
 __all__ = sorted(_LAZY)

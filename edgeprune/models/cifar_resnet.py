@@ -14,7 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .registry import ModelEntry, register
+from .entry import ModelEntry, register_model
+from .weights import Weights
 
 _WEIGHTS_URL = "https://github.com/akamaster/pytorch_resnet_cifar10/raw/master/pretrained_models/"
 CHECKPOINTS = {
@@ -93,23 +94,15 @@ class CifarResNet(nn.Module):
         return self.linear(x)
 
 
-def _builder(depth: int):
-    name = f"resnet{depth}"
-
-    def build(num_classes: int, pretrained: bool) -> nn.Module:
-        if not pretrained:
-            return CifarResNet(depth, num_classes)
-        from .weights import download_state_dict
-        model = CifarResNet(depth, 10)
-        state = download_state_dict(_WEIGHTS_URL + CHECKPOINTS[name], model_name=name)
-        from .checkpoint import load_into
-        load_into(model, state, source=f"{name} pretrained weights")
-        return model
-
+def _build(depth: int):
+    def build(num_classes: int, weights=None) -> nn.Module:
+        return CifarResNet(depth, num_classes)
     return build
 
 
+# The published checkpoints (He et al.'s recipe, akamaster/pytorch_resnet_cifar10) were
+# trained with ImageNet normalisation and no other transform.
 for _depth in (20, 32, 44, 56):
-    # The public checkpoints were trained with ImageNet normalisation.
-    register(ModelEntry(name=f"resnet{_depth}", family="cifar_resnet", build=_builder(_depth),
-                        input_size=32, min_input_size=8, extra={"pretrained_classes": 10}))
+    register_model(ModelEntry(
+        name=f"resnet{_depth}", family="cifar_resnet", build=_build(_depth), input_size=32, min_input_size=8,
+        weights=Weights(_WEIGHTS_URL + CHECKPOINTS[f"resnet{_depth}"], num_classes=10, input_size=32)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from .registry import ModelEntry, register
+from .entry import ModelEntry, register_model
 
 _LAYOUTS = {
     11: [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
@@ -30,13 +30,13 @@ class CifarVGG(nn.Module):
         return self.classifier(self.features(x).flatten(1))
 
 
-def _builder(depth: int):
-    def build(num_classes: int, pretrained: bool) -> nn.Module:
+def _build(depth: int):
+    def build(num_classes: int, weights=None) -> nn.Module:
         return CifarVGG(depth, num_classes)
     return build
 
 
 for _depth in _LAYOUTS:
-    register(ModelEntry(name=f"cifar_vgg{_depth}", family="cifar_vgg", build=_builder(_depth),
-                        input_size=32, min_input_size=32, has_pretrained=False,
-                        mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616)))
+    register_model(ModelEntry(name=f"cifar_vgg{_depth}", family="cifar_vgg", build=_build(_depth),
+                              input_size=32, min_input_size=32,
+                              mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616)))

@@ -16,11 +16,6 @@ def classifier_name(model: nn.Module) -> str:
     return last
 
 
-def num_outputs(model: nn.Module) -> int:
-    head = model.get_submodule(classifier_name(model))
-    return head.out_features if isinstance(head, nn.Linear) else head.out_channels
-
-
 def replace_head(model: nn.Module, num_classes: int) -> bool:
     """Give the model a fresh classifier with `num_classes` outputs; False if it had it."""
     name = classifier_name(model)

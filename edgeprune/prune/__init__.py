@@ -1,60 +1,45 @@
-"""Pruning: `prune_model(model, algorithm, target, input_size)` is the entry point.
+"""Pruning: `prune_model(model, algorithm, rate, input_size)` is the entry point.
 
-Algorithms (stable names):
+Algorithms are `Pruner`s in the algorithm registry (edgeprune.registry.ALGORITHMS):
   l1, l2, fpgm, random, taylor  structured filter pruning, channels physically removed
   unstructured_l1               magnitude pruning with torch.nn.utils.prune: zeroes
                                 weights, reports sparsity, reduces nothing physical
-A target is a per-layer channel fraction ("channels") or a global reduction of
-the model's "params" or "macs", met by searching the per-layer rate.
+and whatever plugins register. A target is a per-layer channel fraction
+("channels") or a global reduction of the model's "params" or "macs", met by
+searching the per-layer rate.
 """
 from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence
 
 import torch
 import torch.nn as nn
 
-from ..measure.complexity import count_macs, count_params
-from ..registry import Registry
-from .criteria import CRITERIA, Criterion
+from ..errors import EdgepruneError
+from ..models.complexity import count_macs, count_params
+from ..registry import ALGORITHMS
+from . import targets  # noqa: F401  (registers the layer types)
+from .criteria import BUILTIN, Criterion, Filters
 from .custom_layers import cut_inputs, register_layer_pruner
+from .pruners import ChannelChoicePruner, CriterionPruner, Pruner, PruneRequest, UnstructuredPruner
 from .result import PruneResult
 from .search import search_layer_rate
-from .structured import prune_structured
+from .structured import replay
 from .targets import select_layers
-from .unstructured import prune_unstructured
 
-__all__ = ["prune_model", "PruneResult", "algorithm_names", "ALGORITHMS", "Algorithm",
-           "register_layer_pruner", "select_layers", "cut_reference"]
+__all__ = ["prune_model", "PruneResult", "Pruner", "PruneRequest", "CriterionPruner", "ChannelChoicePruner",
+           "Criterion", "Filters", "register_layer_pruner", "select_layers", "cut_reference", "replay",
+           "example_input"]
 
-
-@dataclass(frozen=True)
-class Algorithm:
-    name: str
-    structured: bool
-    criterion: Optional[Criterion]
-    description: str
-
-    @property
-    def needs_data(self) -> bool:
-        return bool(self.criterion and self.criterion.needs_gradients)
+for _criterion in BUILTIN:
+    ALGORITHMS.add(_criterion.name, CriterionPruner(_criterion))
+ALGORITHMS.add(UnstructuredPruner.name, UnstructuredPruner())
 
 
-ALGORITHMS: Registry[Algorithm] = Registry("pruning algorithm")
-for _name, _desc in [("l1", "filter L1 norm (Li et al. 2017)"), ("l2", "filter L2 norm (Li et al. 2017)"),
-                     ("fpgm", "distance to the geometric median (He et al. 2019)"),
-                     ("random", "random channels (control)"),
-                     ("taylor", "first-order Taylor (Molchanov et al. 2019)")]:
-    ALGORITHMS.add(_name, Algorithm(_name, True, CRITERIA.get(_name), _desc))
-ALGORITHMS.add("unstructured_l1", Algorithm("unstructured_l1", False, None,
-                                            "unstructured weight magnitude: sparsity only"))
-
-
-def algorithm_names() -> list[str]:
-    return ALGORITHMS.names()
+def example_input(input_size: int) -> torch.Tensor:
+    return torch.randn(1, 3, input_size, input_size)
 
 
 def prune_model(model: nn.Module, algorithm: str, rate: float, input_size: int, *, kind: str = "channels",
@@ -66,29 +51,29 @@ def prune_model(model: nn.Module, algorithm: str, rate: float, input_size: int, 
 
     `calibration` is a re-iterable of (images, labels) batches, needed by `taylor`.
     """
-    algo = ALGORITHMS.get(algorithm)
-    example = torch.randn(1, 3, input_size, input_size)
-    if calibration is not None:
-        calibration = list(calibration)
+    pruner: Pruner = ALGORITHMS.get(algorithm)
+    request = PruneRequest(example_input(input_size), tuple(layers), tuple(include), tuple(exclude), round_to, seed,
+                           list(calibration) if calibration is not None else None)
 
     def prune_at(m: nn.Module, r: float) -> PruneResult:
-        if not algo.structured:
-            return prune_unstructured(m, r, layers, include, exclude)
-        return prune_structured(m, algo.criterion, r, example, layers, include, exclude,
-                                round_to=round_to, seed=seed, calibration=calibration)
+        return pruner(m, r, request)
 
     start = time.perf_counter()
-    if kind == "channels":
-        result = prune_at(model if inplace else copy.deepcopy(model), rate)
-    elif not algo.structured:
-        raise ValueError(f"{algorithm} zeroes weights and cannot meet a {kind} target; give it plain rates")
-    else:
-        cost = {"params": count_params, "macs": lambda m: count_macs(m, input_size)}[kind]
-        result = search_layer_rate(model, rate, prune_at, cost, what=kind)
+    with torch.enable_grad():     # Torch-Pruning traces through autograd, even when called under no_grad
+        result = _prune(model, pruner, prune_at, rate, kind, input_size, algorithm, inplace)
     result.model.eval()
     result.algorithm = algorithm
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _prune(model, pruner, prune_at, rate, kind, input_size, algorithm, inplace) -> PruneResult:
+    if kind == "channels":
+        return prune_at(model if inplace else copy.deepcopy(model), rate)
+    if not pruner.structured:
+        raise EdgepruneError(f"{algorithm} zeroes weights and cannot meet a {kind} target; give it plain rates")
+    cost = {"params": count_params, "macs": lambda m: count_macs(m, input_size)}[kind]
+    return search_layer_rate(model, rate, prune_at, cost, what=kind)
 
 
 def cut_reference(original: nn.Module, result: PruneResult) -> nn.Module:

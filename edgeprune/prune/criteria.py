@@ -1,7 +1,11 @@
 """Per-filter scores: a higher score means a more important filter.
 
-Each criterion sees one layer's filters as a matrix W (filters x fan-in),
-computed on the layer's own weights as the papers define them:
+A criterion is just a callable: it gets one producing layer's filters as a
+`Filters` view (the weight as a matrix, filters x fan-in, plus what else a
+criterion may need) and returns one score per filter. Register one with
+`edgeprune.plugins.register_criterion`; it then becomes a pruning algorithm.
+
+The built-ins, computed on the layer's own weights as the papers define them:
   l1     Li et al. 2017: sum |w|
   l2     Li et al. 2017 (L2 variant): sqrt(sum w^2)
   fpgm   He et al. 2019: sum of Euclidean distances to the layer's other
@@ -17,51 +21,62 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
+import torch.nn as nn
 
-from ..registry import Registry
+
+@dataclass
+class Filters:
+    """What a criterion sees of one producing layer (only the channels in question)."""
+    weight: torch.Tensor                    # filters x fan-in, float32
+    generator: torch.Generator              # the trial's seeded generator
+    name: str = ""                          # the layer's qualified name
+    module: Optional[nn.Module] = None
+    bias: Optional[torch.Tensor] = None
+    grad: Optional[torch.Tensor] = None     # summed loss gradient, like `weight` (needs_gradients)
+    grad_sq: Optional[torch.Tensor] = None  # mean squared batch gradient: a Fisher / Hessian-diagonal estimate
+    bn_weight: Optional[torch.Tensor] = None  # scale (gamma) of the BatchNorm right after the layer, if any
+
+    def __len__(self) -> int:
+        return self.weight.shape[0]
 
 
 @dataclass(frozen=True)
 class Criterion:
     name: str
-    score: Callable[[torch.Tensor, Optional[torch.Tensor], torch.Generator], torch.Tensor]
+    score: Callable[[Filters], torch.Tensor]
     needs_gradients: bool = False
+    description: str = ""
 
 
-CRITERIA: Registry[Criterion] = Registry("pruning criterion")
+def l1_norm(f: Filters) -> torch.Tensor:
+    return f.weight.abs().sum(1)
 
 
-def _criterion(name: str, needs_gradients: bool = False):
-    def deco(fn):
-        CRITERIA.add(name, Criterion(name, fn, needs_gradients))
-        return fn
-    return deco
+def l2_norm(f: Filters) -> torch.Tensor:
+    return f.weight.pow(2).sum(1).sqrt()
 
 
-@_criterion("l1")
-def l1_norm(w, grad, gen):
-    return w.abs().sum(1)
-
-
-@_criterion("l2")
-def l2_norm(w, grad, gen):
-    return w.pow(2).sum(1).sqrt()
-
-
-@_criterion("fpgm")
-def geometric_median_distance(w, grad, gen):
+def geometric_median_distance(f: Filters) -> torch.Tensor:
     # n x n distances on the filter matrix: cheap even for 512 filters of 4,608
     # weights, unlike scoring every consumer layer's fan-in as well.
-    return torch.cdist(w.unsqueeze(0), w.unsqueeze(0)).squeeze(0).sum(1)
+    return torch.cdist(f.weight.unsqueeze(0), f.weight.unsqueeze(0)).squeeze(0).sum(1)
 
 
-@_criterion("taylor", needs_gradients=True)
-def first_order_taylor(w, grad, gen):
-    if grad is None:
+def first_order_taylor(f: Filters) -> torch.Tensor:
+    if f.grad is None:
         raise RuntimeError("taylor scores need gradients: pass calibration batches to prune_model")
-    return (w * grad).sum(1).abs()
+    return (f.weight * f.grad).sum(1).abs()
 
 
-@_criterion("random")
-def random_scores(w, grad, gen):
-    return torch.rand(w.shape[0], generator=gen)
+def random_scores(f: Filters) -> torch.Tensor:
+    return torch.rand(len(f), generator=f.generator)
+
+
+BUILTIN = [
+    Criterion("l1", l1_norm, description="filter L1 norm (Li et al. 2017)"),
+    Criterion("l2", l2_norm, description="filter L2 norm (Li et al. 2017)"),
+    Criterion("fpgm", geometric_median_distance, description="distance to the geometric median (He et al. 2019)"),
+    Criterion("random", random_scores, description="random channels (control)"),
+    Criterion("taylor", first_order_taylor, needs_gradients=True,
+              description="first-order Taylor (Molchanov et al. 2019)"),
+]

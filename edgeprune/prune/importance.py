@@ -22,15 +22,41 @@ import torch
 import torch.nn as nn
 import torch_pruning as tp
 
-from .criteria import Criterion
+from .criteria import Criterion, Filters
 
 _OUT_FNS = (tp.prune_conv_out_channels, tp.prune_linear_out_channels)
 
 
+def following_batchnorms(graph) -> dict[nn.Module, nn.Module]:
+    """conv/linear -> the BatchNorm that reads its output directly (network slimming's gamma)."""
+    found = {}
+    for module, node in graph.module2node.items():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nxt = [n.module for n in node.outputs]
+            if len(nxt) == 1 and isinstance(nxt[0], nn.modules.batchnorm._BatchNorm):
+                found[module] = nxt[0]
+    return found
+
+
 class FilterImportance(tp.importance.Importance):
-    def __init__(self, criterion: Criterion, seed: int = 0):
+    def __init__(self, criterion: Criterion, seed: int = 0, names: Optional[dict] = None,
+                 grad_sq: Optional[dict] = None):
         self.criterion = criterion
         self.generator = torch.Generator().manual_seed(seed)
+        self.names = names or {}                # module -> qualified name
+        self.grad_sq = grad_sq or {}            # parameter -> mean squared batch gradient
+        self.bns: dict[nn.Module, nn.Module] = {}
+
+    def filters(self, layer: nn.Module, idxs) -> Filters:
+        w = layer.weight.detach()
+        g, g2 = layer.weight.grad, self.grad_sq.get(layer.weight)
+        bn = self.bns.get(layer)
+        return Filters(
+            weight=w[idxs].flatten(1).float(), generator=self.generator, name=self.names.get(layer, ""),
+            module=layer, bias=layer.bias.detach()[idxs].float() if layer.bias is not None else None,
+            grad=g.detach()[idxs].flatten(1).float() if g is not None else None,
+            grad_sq=g2[idxs].flatten(1).float() if g2 is not None else None,
+            bn_weight=bn.weight.detach()[idxs].float() if bn is not None and bn.weight is not None else None)
 
     @torch.no_grad()
     def __call__(self, group) -> Optional[torch.Tensor]:
@@ -44,10 +70,10 @@ class FilterImportance(tp.importance.Importance):
             root_idxs = group[i].root_idxs
             if any(r is None for r in root_idxs):
                 continue
-            w = layer.weight.detach()[idxs].flatten(1).float()
-            g = layer.weight.grad
-            g = g.detach()[idxs].flatten(1).float() if g is not None else None
-            s = self.criterion.score(w, g, self.generator).float()
+            s = torch.as_tensor(self.criterion.score(self.filters(layer, idxs))).float().flatten()
+            if s.numel() != len(idxs):
+                raise ValueError(f"criterion {self.criterion.name!r} returned {s.numel()} scores for "
+                                 f"{len(idxs)} filters of {self.names.get(layer, type(layer).__name__)}")
             s = s / s.mean().clamp_min(1e-12)
             root = torch.as_tensor(root_idxs, dtype=torch.long)
             total.index_add_(0, root, s)

@@ -17,6 +17,8 @@ class PruneResult:
     targets: list[str]                       # names of the targeted layers
     # original indices of the input channels each consumer no longer reads
     removed_inputs: dict[str, list[int]] = field(default_factory=dict)
+    # Torch-Pruning's pruning history: [module name, out-channels?, indices] per step (replay rebuilds the model)
+    history: list = field(default_factory=list)
     sparsity: Optional[float] = None         # unstructured only: zero fraction of targeted weights
     seconds: float = 0.0
 
@@ -26,3 +28,7 @@ class PruneResult:
         before = sum(self.layer_channels[n][0] for n in self.targets)
         after = sum(self.layer_channels[n][1] for n in self.targets)
         return 1.0 - after / before if before else 0.0
+
+    @property
+    def removed_nothing(self) -> bool:
+        return self.structured and all(b == a for b, a in self.layer_channels.values())

@@ -1,8 +1,15 @@
 """Structured (channel) pruning on Torch-Pruning's dependency graph: the removed
-channels are physically cut out of every coupled layer."""
+channels are physically cut out of every coupled layer.
+
+Two ways to choose the channels: a criterion scores filters and Torch-Pruning's
+MetaPruner removes the lowest `rate` of every targeted layer (`prune_by_criterion`),
+or a pruner names the channels itself (`prune_by_choice`). Either way the
+dependency graph records its pruning history, which `replay` applies to a fresh
+copy of the architecture: that is how a saved trial model is rebuilt.
+"""
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from typing import Iterable, Mapping, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -11,9 +18,9 @@ import torch_pruning as tp
 
 from .criteria import Criterion
 from .custom_layers import LAYER_PRUNERS, mixes_channels
-from .importance import FilterImportance
+from .importance import FilterImportance, following_batchnorms
 from .result import PruneResult
-from .targets import LAYER_TYPES, out_channels, select_layers
+from .targets import out_channels, root_types, select_layers
 
 
 class _ChannelLedger:
@@ -24,53 +31,143 @@ class _ChannelLedger:
         self.graph = graph
         self.names = {m: n for n, m in model.named_modules()}
         self.in_maps: dict[str, list[int]] = {}
+        self.out_maps: dict[str, list[int]] = {}
         self.removed_inputs: dict[str, list[int]] = {}
 
     def record(self, group) -> None:
         for dep, idxs in group:
-            if not idxs or not self.graph.is_in_channel_pruning_fn(dep.handler):
-                continue
             module = dep.target.module
             name = self.names.get(module)
-            if name is None or not mixes_channels(module):  # add, cat, BatchNorm: nothing to record
+            if not idxs or name is None or not mixes_channels(module):  # add, cat, BatchNorm: nothing to record
                 continue
-            if name not in self.in_maps:
-                self.in_maps[name] = list(range(self.graph.get_in_channels(module)))
-            current = self.in_maps[name]
-            gone = set(idxs)
-            self.removed_inputs.setdefault(name, []).extend(current[i] for i in sorted(gone))
-            self.in_maps[name] = [c for i, c in enumerate(current) if i not in gone]
+            if self.graph.is_out_channel_pruning_fn(dep.handler):
+                self._drop(self.out_maps, name, self.graph.get_out_channels(module), idxs)
+            elif self.graph.is_in_channel_pruning_fn(dep.handler):
+                gone = self._drop(self.in_maps, name, self.graph.get_in_channels(module), idxs)
+                self.removed_inputs.setdefault(name, []).extend(gone)
+
+    @staticmethod
+    def _drop(maps: dict, name: str, n: int, idxs) -> list[int]:
+        current = maps.setdefault(name, list(range(n)))
+        gone = set(idxs)
+        maps[name] = [c for i, c in enumerate(current) if i not in gone]
+        return [current[i] for i in sorted(gone)]
+
+    def current_out(self, name: str, n: int) -> list[int]:
+        """Original channel numbers of the layer's present output channels."""
+        return self.out_maps.get(name, list(range(n)))
 
 
-def accumulate_gradients(model: nn.Module, batches: Iterable) -> None:
-    """Sum loss gradients over calibration batches (eval mode: BN statistics stay put)."""
+def accumulate_gradients(model: nn.Module, batches: Iterable) -> dict:
+    """Sum loss gradients over calibration batches into `.grad` (eval mode: BN
+    statistics stay put); returns each parameter's mean squared batch gradient."""
     model.eval()
     model.zero_grad(set_to_none=True)
+    squares: dict[nn.Parameter, torch.Tensor] = {}
+    previous: dict[nn.Parameter, torch.Tensor] = {}
+    n = 0
     for x, y in batches:
         F.cross_entropy(model(x), y).backward()
+        n += 1
+        for p in model.parameters():
+            if p.grad is None:
+                continue
+            step = p.grad - previous.get(p, 0)          # this batch's gradient
+            squares[p] = squares.get(p, 0) + step.detach().pow(2)
+            previous[p] = p.grad.detach().clone()
+    return {p: s / max(n, 1) for p, s in squares.items()}
 
 
-def prune_structured(model: nn.Module, criterion: Criterion, rate: float, example_inputs: torch.Tensor,
-                     layers=("conv2d",), include=(), exclude=(), round_to: Optional[int] = None,
-                     seed: int = 0, calibration: Optional[Iterable] = None) -> PruneResult:
-    """Remove `rate` of the output channels of every targeted layer, in place."""
+def _graph_args(model: nn.Module, layers, include, exclude) -> tuple[list[str], list[nn.Module], list]:
     targets, ignored = select_layers(model, layers, include, exclude)
+    return targets, ignored, root_types(layers)
+
+
+def _result(model, algorithm, rate, before, targets, ledger, graph) -> PruneResult:
+    after = out_channels(model)
+    return PruneResult(model=model, algorithm=algorithm, structured=True, layer_rate=rate,
+                       layer_channels={n: (before[n], after[n]) for n in before}, targets=targets,
+                       removed_inputs=ledger.removed_inputs, history=[list(h) for h in graph.pruning_history()])
+
+
+def prune_by_criterion(model: nn.Module, criterion: Criterion, rate: float, example_inputs: torch.Tensor,
+                       layers=("conv2d",), include=(), exclude=(), round_to: Optional[int] = None,
+                       seed: int = 0, calibration: Optional[Iterable] = None) -> PruneResult:
+    """Remove `rate` of the output channels of every targeted layer, in place."""
+    targets, ignored, roots = _graph_args(model, layers, include, exclude)
     before = out_channels(model)
+    grad_sq = {}
     if criterion.needs_gradients:
         if calibration is None:
             raise ValueError(f"the {criterion.name} criterion needs calibration batches")
-        accumulate_gradients(model, calibration)
+        grad_sq = accumulate_gradients(model, calibration)
     model.eval()
+    importance = FilterImportance(criterion, seed, names={m: n for n, m in model.named_modules()}, grad_sq=grad_sq)
     pruner = tp.pruner.MetaPruner(
-        model, example_inputs, importance=FilterImportance(criterion, seed), pruning_ratio=rate,
-        ignored_layers=ignored, root_module_types=[LAYER_TYPES.get(t) for t in layers],
-        round_to=round_to, customized_pruners=dict(LAYER_PRUNERS))
+        model, example_inputs, importance=importance, pruning_ratio=rate, ignored_layers=ignored,
+        root_module_types=roots, round_to=round_to, customized_pruners=dict(LAYER_PRUNERS))
+    importance.bns = following_batchnorms(pruner.DG)
     ledger = _ChannelLedger(model, pruner.DG)
     for group in pruner.step(interactive=True):
         ledger.record(group)
         group.prune()
     model.zero_grad(set_to_none=True)
-    after = out_channels(model)
-    return PruneResult(model=model, algorithm=criterion.name, structured=True, layer_rate=rate,
-                       layer_channels={n: (before[n], after[n]) for n in before}, targets=targets,
-                       removed_inputs=ledger.removed_inputs)
+    return _result(model, criterion.name, rate, before, targets, ledger, pruner.DG)
+
+
+def prune_by_choice(model: nn.Module, choice: Mapping[str, Sequence[int]], example_inputs: torch.Tensor,
+                    algorithm: str, rate: float, layers=("conv2d",), include=(), exclude=()) -> PruneResult:
+    """Remove the output channels `choice` names ({layer: original channel indices}),
+    each with every layer coupled to it, in place. Channels already removed through a
+    coupled layer are skipped; layers that are not targeted are refused."""
+    targets, ignored, _ = _graph_args(model, layers, include, exclude)
+    before = out_channels(model)
+    model.eval()
+    graph = tp.DependencyGraph().build_dependency(model, example_inputs, customized_pruners=dict(LAYER_PRUNERS),
+                                                  verbose=False)
+    ledger = _ChannelLedger(model, graph)
+    modules = dict(model.named_modules())
+    blocked = set(map(id, ignored))
+    for name, chosen in choice.items():
+        if name not in targets:
+            raise ValueError(f"{algorithm}: layer {name!r} is not a pruning target (targets: "
+                             f"{', '.join(targets[:5])}{'...' if len(targets) > 5 else ''})")
+        module = modules[name]
+        chosen = _as_indices(chosen, before[name], name, algorithm)
+        present = ledger.current_out(name, graph.get_out_channels(module))
+        idxs = [present.index(c) for c in chosen if c in present]
+        if not idxs:
+            continue
+        if len(idxs) >= len(present):
+            raise ValueError(f"{algorithm}: removing every channel of {name!r} leaves nothing")
+        group = graph.get_pruning_group(module, graph.get_pruner_of_module(module).prune_out_channels, idxs)
+        coupled = [dep.target.module for dep, _ in group if graph.is_out_channel_pruning_fn(dep.handler)]
+        if any(id(m) in blocked for m in coupled):
+            continue     # it would cut a layer that must stay whole (the classifier, an excluded layer)
+        ledger.record(group)
+        group.prune()
+    return _result(model, algorithm, rate, before, targets, ledger, graph)
+
+
+def _as_indices(chosen, n: int, name: str, algorithm: str) -> list[int]:
+    t = torch.as_tensor(chosen)
+    if t.dtype == torch.bool:          # a keep-mask: True = keep
+        if t.numel() != n:
+            raise ValueError(f"{algorithm}: the mask for {name!r} has {t.numel()} entries for {n} channels")
+        return torch.nonzero(~t).flatten().tolist()
+    idxs = sorted(set(int(i) for i in t.flatten().tolist()))
+    if idxs and (idxs[0] < 0 or idxs[-1] >= n):
+        raise ValueError(f"{algorithm}: channel indices for {name!r} must lie in 0..{n - 1}")
+    return idxs
+
+
+def replay(model: nn.Module, history: list, example_inputs: torch.Tensor) -> nn.Module:
+    """Apply a recorded pruning history (PruneResult.history) to `model`, in place:
+    the same architecture as the pruned model, ready for its state dict."""
+    if history:
+        model.eval()
+        with torch.enable_grad():     # the tracer needs autograd, even when called under no_grad
+            graph = tp.DependencyGraph().build_dependency(model, example_inputs,
+                                                          customized_pruners=dict(LAYER_PRUNERS), verbose=False)
+            graph.load_pruning_history([list(h) for h in history])
+    return model

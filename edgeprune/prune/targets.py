@@ -1,5 +1,5 @@
-"""Which layers a sweep prunes: layer types, narrowed by fnmatch name patterns.
-The final classifier is never a target."""
+"""Which layers a sweep prunes: layer types (a registry: `conv2d`, `linear`, or a
+plugin's), narrowed by fnmatch name patterns. The final classifier is never a target."""
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
@@ -8,23 +8,29 @@ from typing import Sequence
 import torch.nn as nn
 
 from ..models.heads import classifier_name
-from ..registry import Registry
+from ..registry import LAYER_TYPES
 
-LAYER_TYPES: Registry[type] = Registry("layer type")
 LAYER_TYPES.add("conv2d", nn.Conv2d)
 LAYER_TYPES.add("linear", nn.Linear)
 
-PRUNABLE = (nn.Conv2d, nn.Linear)
+
+def root_types(layers: Sequence[str]) -> list[type]:
+    return [LAYER_TYPES.get(t) for t in layers]
+
+
+def _prunable() -> tuple[type, ...]:
+    return tuple({t for _, t in LAYER_TYPES.items()})
 
 
 def select_layers(model: nn.Module, layers: Sequence[str] = ("conv2d",), include: Sequence[str] = (),
                   exclude: Sequence[str] = ()) -> tuple[list[str], list[nn.Module]]:
-    """(names of the targeted layers, every other conv/linear module: to be left whole)."""
-    types = tuple(LAYER_TYPES.get(t) for t in layers)
+    """(names of the targeted layers, every other prunable module: to be left whole)."""
+    types = tuple(root_types(layers))
+    prunable = _prunable()
     head = classifier_name(model)
     targets, ignored = [], []
     for name, m in model.named_modules():
-        if not isinstance(m, PRUNABLE):
+        if not isinstance(m, prunable):
             continue
         wanted = (isinstance(m, types) and name != head
                   and (not include or any(fnmatchcase(name, p) for p in include))
@@ -34,6 +40,7 @@ def select_layers(model: nn.Module, layers: Sequence[str] = ("conv2d",), include
 
 
 def out_channels(model: nn.Module) -> dict[str, int]:
-    """Output channels (features) of every conv/linear layer, by name."""
-    return {name: (m.out_channels if isinstance(m, nn.Conv2d) else m.out_features)
-            for name, m in model.named_modules() if isinstance(m, PRUNABLE)}
+    """Output channels (features) of every prunable layer, by name."""
+    prunable = _prunable()
+    return {name: int(getattr(m, "out_channels", None) or m.out_features)
+            for name, m in model.named_modules() if isinstance(m, prunable)}

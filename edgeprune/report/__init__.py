@@ -10,15 +10,16 @@ import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from ..store import ResultStore
-from .data import ReportData, load_runs, rate_label, status_summary
-from .figures import write_figures
+from ..run import RunFolder
+from .data import ReportData, load_runs, status_summary
+from .figures import static_figures
 from .html import HTML_NAME, render_html, write_html
 from .pareto import pareto_front, pareto_mask
+from .render_static import write_figures
 from .table import print_trials, trials_table
 
 __all__ = ["print_trials", "trials_table", "write_figures", "report", "compare", "write_report", "watch_report",
-           "load_runs", "ReportData", "render_html", "write_html", "pareto_front", "pareto_mask", "rate_label",
+           "load_runs", "ReportData", "render_html", "write_html", "pareto_front", "pareto_mask",
            "status_summary", "HTML_NAME", "DEFAULT_COMPARE_DIR"]
 
 DEFAULT_COMPARE_DIR = "compare-report"
@@ -31,7 +32,7 @@ def write_report(run_dirs: str | Path | Sequence[str | Path], out_dir: str | Pat
     data = load_runs(run_dirs, labels)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = write_figures(data.trials, out_dir) if figures else []
+    files = write_figures(static_figures(data.trials), out_dir) if figures else []
     page = write_html(data, out_dir / HTML_NAME, files=[f.name for f in files])
     return files + [page]
 
@@ -40,7 +41,7 @@ def report(run_dir: str | Path, out_dir: str | Path | None = None, figures: bool
     """The report of one run (into RUN/report by default); returns the files, the
     HTML page last. Works mid-sweep: unfinished trials are listed as such.
     `figures=False` skips the PNG/SVG files."""
-    return write_report([run_dir], Path(out_dir) if out_dir else Path(run_dir) / "report", figures=figures)
+    return write_report([run_dir], Path(out_dir) if out_dir else RunFolder(run_dir).report_dir, figures=figures)
 
 
 def compare(run_dirs: Sequence[str | Path], out_dir: str | Path | None = None,
@@ -52,11 +53,7 @@ def compare(run_dirs: Sequence[str | Path], out_dir: str | Path | None = None,
 
 
 def _state(run_dirs: Sequence[str | Path]) -> tuple:
-    state = []
-    for run in run_dirs:
-        with ResultStore(run, create=False) as store:
-            state.append(tuple((t.trial_id, t.status, t.finished_at) for t in store.trials()))
-    return tuple(state)
+    return tuple(tuple((t.trial_id, t.status, t.finished_at) for t in RunFolder(run).trials()) for run in run_dirs)
 
 
 def watch_report(run_dirs: Sequence[str | Path], out_dir: str | Path, labels: Optional[Sequence[str]] = None,

@@ -1,30 +1,22 @@
 """What the report and `recommend` read: the trials of one or more run folders as
-one flat table, with the columns a comparison needs derived once, here.
+one flat table (edgeprune.results), with the runs they came from. Read-only.
 
 Every trial is a row whatever its status (pending, running and failed trials
 have empty metrics), so a report drawn mid-sweep lists what is still to come.
 """
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
 import pandas as pd
-import yaml
 
 from ..errors import EdgepruneError
-from ..store import STATUSES, ResultStore
-
-BASELINE = "none"
-
-# Metrics every row has (NaN where a trial has not got them), in a stable order.
-METRICS = ("accuracy", "accuracy_pruned", "base_accuracy", "params", "params_base", "param_reduction",
-           "macs", "macs_base", "mac_reduction", "size_bytes", "latency_ms", "latency_p90_ms",
-           "latency_threads", "prune_seconds", "finetune_seconds", "finetune_steps", "finetune_epochs",
-           "channel_ratio", "layer_rate", "input_size", "sparsity", "trial_seconds")
+from ..results import derive, trials_frame
+from ..run import RunFolder
+from ..store import STATUSES
 
 
 @dataclass
@@ -43,7 +35,7 @@ class RunInfo:
 @dataclass
 class ReportData:
     runs: list[RunInfo]
-    trials: pd.DataFrame            # one row per trial, every status; see load_runs
+    trials: pd.DataFrame            # one row per trial, every status (edgeprune.results)
     layers: dict[str, dict[str, list[int]]] = field(default_factory=dict)   # key -> layer -> [before, after]
 
     @property
@@ -59,13 +51,6 @@ class ReportData:
         return self.trials["seed"].nunique() > 1
 
 
-def rate_label(algorithm: str, target_kind: str, rate: float) -> str:
-    """'0.5' for a channel rate, 'params=0.5' / 'macs=0.5' for a global target, 'baseline'."""
-    if algorithm == BASELINE:
-        return "baseline"
-    return f"{rate:g}" if target_kind == "channels" else f"{target_kind}={rate:g}"
-
-
 def unique_labels(paths: Sequence[Path]) -> list[str]:
     """Short distinct names for run folders: the folder name, with as many parent
     folders as it takes to tell them apart."""
@@ -77,27 +62,9 @@ def unique_labels(paths: Sequence[Path]) -> list[str]:
     return [str(p) for p in paths]
 
 
-def _read_config(run_dir: Path) -> Optional[dict]:
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        return None
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def load_runs(run_dirs: str | Path | Sequence[str | Path], labels: Optional[Sequence[str]] = None) -> ReportData:
-    """Read the trials of one or more run folders (read-only).
-
-    Columns: run, key (run/trial_id, unique), trial_id, position, model, algorithm,
-    target_kind, rate, rate_label, seed, status, error, every metric of METRICS,
-    plus baseline_accuracy (the accuracy of the same model's unpruned baseline trial
-    with the same fine-tuning: same run and seed, else the mean over that run's seeds,
-    else the model's accuracy before fine-tuning), accuracy_drop (baseline_accuracy -
-    accuracy), series (the model, prefixed by the run in a comparison) and name.
-    """
+    """Read the trials of one or more run folders (read-only); see edgeprune.results
+    for the columns."""
     if isinstance(run_dirs, (str, Path)):
         run_dirs = [run_dirs]
     paths = [Path(p) for p in run_dirs]
@@ -111,57 +78,21 @@ def load_runs(run_dirs: str | Path | Sequence[str | Path], labels: Optional[Sequ
             raise EdgepruneError(f"{len(labels)} labels for {len(paths)} runs; give one label per run")
         if len(set(labels)) != len(labels):
             raise EdgepruneError(f"run labels must differ: {', '.join(labels)}")
-
-    runs, rows, layers = [], [], {}
+    runs, frames, layers = [], [], {}
     for label, path in zip(labels, paths):
-        with ResultStore(path, create=False) as store:
-            records = store.trials()
-            counts = store.counts()
-        config = _read_config(path)
+        run = RunFolder(path)
+        with run.store() as store:
+            records, counts = store.trials(), store.counts()
+        config = run.raw_config()
         runs.append(RunInfo(label, path, (config or {}).get("name") or path.name, config, counts))
+        frames.append(trials_frame(records, run=label))
         for t in records:
-            key = f"{label}/{t.trial_id}"
-            row = {"run": label, "key": key, "trial_id": t.trial_id, "position": t.position, "model": t.model,
-                   "algorithm": t.algorithm, "target_kind": t.target_kind, "rate": float(t.rate),
-                   "rate_label": rate_label(t.algorithm, t.target_kind, t.rate), "seed": int(t.seed),
-                   "status": t.status, "error": t.error or "", "attempts": t.attempts,
-                   "model_path": t.metrics.get("model_path")}
-            for m in METRICS:
-                v = t.metrics.get(m)
-                row[m] = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
-            rows.append(row)
             lc = t.metrics.get("layer_channels")
             if isinstance(lc, dict) and lc:
-                layers[key] = {str(k): [int(v[0]), int(v[1])] for k, v in lc.items()}
-
-    df = pd.DataFrame(rows, columns=["run", "key", "trial_id", "position", "model", "algorithm", "target_kind",
-                                     "rate", "rate_label", "seed", "status", "error", "attempts", "model_path",
-                                     *METRICS])
-    df = _derive(df, multi_run=len(paths) > 1)
-    return ReportData(runs, df, layers)
-
-
-def _derive(df: pd.DataFrame, multi_run: bool) -> pd.DataFrame:
-    df = df.copy()
-    base = df[(df["algorithm"] == BASELINE) & (df["status"] == "done")]
-    by_seed = {(r.run, r.model, r.seed): r.accuracy for r in base.itertuples()}
-    by_model = base.groupby(["run", "model"])["accuracy"].mean().to_dict()
-    ref = []
-    for r in df.itertuples():
-        v = by_seed.get((r.run, r.model, r.seed))
-        if v is None or math.isnan(v):
-            v = by_model.get((r.run, r.model), math.nan)
-        if math.isnan(v):
-            v = r.base_accuracy
-        ref.append(v)
-    df["baseline_accuracy"] = pd.Series(ref, index=df.index, dtype=float)
-    df["accuracy_drop"] = df["baseline_accuracy"] - df["accuracy"]
-    df["series"] = (df["run"] + " · " + df["model"]) if multi_run else df["model"]
-    seeds = df["seed"].nunique() > 1
-    df["name"] = [f"{r.series} {r.algorithm if r.algorithm != BASELINE else ''} "
-                  f"{r.rate_label if r.algorithm != BASELINE else 'baseline'}".replace("  ", " ")
-                  + (f" seed {r.seed}" if seeds else "") for r in df.itertuples()]
-    return df
+                layers[f"{label}/{t.trial_id}"] = {str(k): [int(v[0]), int(v[1])] for k, v in lc.items()}
+    frames = [f for f in frames if len(f)] or frames[:1]
+    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    return ReportData(runs, derive(df, multi_run=len(paths) > 1), layers)
 
 
 def status_summary(counts: dict[str, int]) -> str:

@@ -1,130 +1,268 @@
-"""The static figures, as PNG and SVG: accuracy vs pruning rate (a line per model,
-a panel per algorithm), parameter reduction vs pruning rate, and accuracy vs
-parameters / MACs / latency with the Pareto front (every trial a point).
+"""The report's figures, each defined once, as data: a `Figure` of panels of
+traces, built from the trials table (edgeprune.results). Two renderers draw the
+same definitions: `render_static` (matplotlib: PNG/SVG files) and `render_plotly`
+(the interactive HTML report).
 
-They take the flat table of `store.to_dataframe()` or `report.data.load_runs()`;
-with several seeds a line goes through the mean over seeds.
+Every point carries its trial's key, so the page can show that trial when a
+point is clicked.
 """
 from __future__ import annotations
 
-from pathlib import Path
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Optional
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")  # headless: figures go to files
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from ..config import BASELINE
+from .pareto import pareto_mask
 
-from .pareto import pareto_mask  # noqa: E402
+BASELINE_COLOR = "#222222"
+FRONT_COLOR = "rgba(80,80,80,0.85)"
+# Plotly's and D3's qualitative palettes (as plotly.colors.qualitative lists them)
+SERIES_PALETTE = ["#636EFA", "#EF553B", "#00CC96", "#AB63FA", "#FFA15A", "#19D3F3", "#FF6692", "#B6E880",
+                  "#FF97FF", "#FECB52"]
+ALGORITHM_PALETTE = ["#1F77B4", "#FF7F0E", "#2CA02C", "#D62728", "#9467BD", "#8C564B", "#E377C2", "#7F7F7F",
+                     "#BCBD22", "#17BECF"]
+SYMBOLS = ["circle", "square", "diamond", "triangle-up", "cross", "x", "triangle-down", "pentagon", "hexagon",
+           "star-square", "triangle-left", "triangle-right"]
 
-FORMATS = ("png", "svg")
-
-
-def _done(df: pd.DataFrame) -> pd.DataFrame:
-    if df.empty or "status" not in df:
-        return df
-    return df[df["status"] == "done"]
-
-
-def _series(df: pd.DataFrame) -> pd.DataFrame:
-    return df if "series" in df else df.assign(series=df["model"])
-
-
-def _panels(df: pd.DataFrame, metric: str, ylabel: str, title: str, with_baseline: bool):
-    pruned = df[df["algorithm"] != "none"]
-    algorithms = sorted(pruned["algorithm"].unique()) or ["none"]
-    series = sorted(df["series"].unique())
-    colors = {m: plt.cm.tab10(i % 10) for i, m in enumerate(series)}
-    fig, axes = plt.subplots(1, len(algorithms), figsize=(4.2 * len(algorithms) + 1.5, 3.8),
-                             sharey=True, squeeze=False)
-    for ax, algo in zip(axes[0], algorithms):
-        for s in series:
-            rows = pruned[(pruned["algorithm"] == algo) & (pruned["series"] == s)]
-            base = df[(df["algorithm"] == "none") & (df["series"] == s)]
-            # global-target trials (params=/macs=) have another x axis: plot channel rates only
-            rows = rows[rows["target_kind"] == "channels"].groupby("rate")[metric].mean().sort_index()
-            xs, ys = list(rows.index), list(rows.values)
-            if with_baseline and not base.empty:
-                xs, ys = [0.0] + xs, [float(base[metric].mean())] + ys
-            if xs:
-                ax.plot(xs, ys, marker="o", ms=4, label=s, color=colors[s])
-        ax.set_title(algo)
-        ax.set_xlabel("pruning rate (fraction of channels removed per layer)")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel(ylabel)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="center right", frameon=False)
-    fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0, 0.85 if handles else 1, 1))
-    return fig
+COSTS = {  # column -> (axis title, scale, hover format)
+    "params": ("parameters", 1.0, ",.0f"),
+    "macs": ("MACs (millions)", 1e-6, ",.2f"),
+    "latency_ms": ("latency (ms, first latency backend)", 1.0, ".3f"),
+    "size_bytes": ("size (KB)", 1 / 1024, ",.0f"),
+}
 
 
-COSTS = [("params", "parameters", 1.0), ("macs", "MACs (millions)", 1e-6), ("latency_ms", "latency (ms)", 1.0)]
+@dataclass
+class Trace:
+    x: list
+    y: list
+    name: str = ""
+    mode: str = "markers"            # markers | lines+markers | step (a Pareto front) | heatmap
+    color: Optional[str] = None
+    symbol: str = "circle"
+    size: float = 9
+    error: Optional[list] = None     # ± per point (standard deviation over seeds)
+    keys: Optional[list] = None      # trial keys, for clicks
+    hover: Optional[list] = None     # one text per point
+    group: Optional[str] = None      # legend group
+    legend: bool = True
+    offset_group: Optional[str] = None
+    z: Optional[list] = None         # heatmap values (rows of y x columns of x)
 
 
-def _tradeoffs(df: pd.DataFrame):
-    """Accuracy against each cost, a panel per cost, the front of each run dashed."""
-    costs = [c for c in COSTS if c[0] in df and df[c[0]].notna().any()]
-    algorithms = sorted(df["algorithm"].unique())
-    colors = {a: ("black" if a == "none" else plt.cm.tab10(i % 10)) for i, a in enumerate(algorithms)}
-    markers = dict(zip(sorted(df["series"].unique()), "os^DvP<>hX" * 10))
-    fig, axes = plt.subplots(1, len(costs), figsize=(4.6 * len(costs) + 1.8, 4.0), sharey=True, squeeze=False)
-    for ax, (col, label, scale) in zip(axes[0], costs):
-        d = df[df[col].notna() & df["accuracy"].notna()]
-        for (algo, s), g in sorted(d.groupby(["algorithm", "series"]), key=lambda kv: (kv[0][0] == "none", kv[0])):
-            base = algo == "none"
-            ax.scatter(g[col] * scale, 100 * g["accuracy"], s=90 if base else 22,
-                       marker="*" if base else markers[s], color=colors[algo],
-                       label=f"{s} baseline" if base else algo, zorder=3 if base else 2,
-                       edgecolors="white" if base else "none", linewidths=0.5)
-        for run, g in d.groupby("run") if "run" in d else [("", d)]:
-            front = g[pareto_mask(g[col].to_numpy(), g["accuracy"].to_numpy())].sort_values(col)
-            if len(front):
-                ax.step(front[col] * scale, 100 * front["accuracy"], where="post", color="0.35",
-                        ls="--", lw=1, zorder=1, label="Pareto front")
-        if len(d) and d[col].max() > 20 * max(d[col].min(), 1e-12):
-            ax.set_xscale("log")
-        ax.set_xlabel(label)
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("top-1 accuracy after fine-tuning (%)")
-    seen, handles, labels = set(), [], []
-    for ax in axes[0]:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in seen:
-                seen.add(lab)
-                handles.append(h)
-                labels.append(lab)
-    if handles:
-        fig.legend(handles, labels, loc="center right", frameon=False, fontsize=8)
-    fig.suptitle("Accuracy vs cost (every trial; dashed: Pareto front)")
-    fig.tight_layout(rect=(0, 0, 0.88 if handles else 1, 1))
-    return fig
+@dataclass
+class Panel:
+    traces: list[Trace] = field(default_factory=list)
+    title: str = ""
+    xtitle: str = ""
+    ytitle: str = ""
+    xlog: bool = False
+    categories: Optional[list] = None                # a categorical x axis, in this order
+    hlines: list[tuple[float, str]] = field(default_factory=list)
+    yrange: Optional[tuple[float, float]] = None
 
 
-def write_figures(df: pd.DataFrame, out_dir: str | Path) -> list[Path]:
-    """Write accuracy_vs_rate, param_reduction_vs_rate and accuracy_vs_cost as PNG
-    and SVG; returns the files written (none when no trial is done)."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    df = _done(df)
-    if df.empty:
-        return []
-    df = _series(df)
-    df = df.assign(accuracy_pct=100 * df["accuracy"], param_reduction_pct=100 * df["param_reduction"])
-    specs = [("accuracy_vs_rate", "accuracy_pct", "top-1 accuracy after fine-tuning (%)",
-              "Accuracy vs pruning rate"),
-             ("param_reduction_vs_rate", "param_reduction_pct", "parameter reduction (%)",
-              "Parameter reduction vs pruning rate")]
-    figs = [(stem, _panels(df, metric, ylabel, title, with_baseline=True)) for stem, metric, ylabel, title in specs]
-    if np.isfinite(df["accuracy"].to_numpy(dtype=float)).any():
-        figs.append(("accuracy_vs_cost", _tradeoffs(df)))
-    written = []
-    for stem, fig in figs:
-        for fmt in FORMATS:
-            path = out_dir / f"{stem}.{fmt}"
-            fig.savefig(path, dpi=130)
-            written.append(path)
-        plt.close(fig)
-    return written
+@dataclass
+class Figure:
+    id: str
+    title: str
+    panels: list[Panel]
+    cols: int = 1
+    legend_title: str = ""
+    message: str = ""                # shown instead of the panels when there is nothing to draw
+    height: int = 430
+    shared_y: bool = True
+
+    @property
+    def empty(self) -> bool:
+        return bool(self.message)
+
+
+def empty(fig_id: str, message: str) -> Figure:
+    return Figure(fig_id, "", [], message=message, height=160)
+
+
+def palette(names, colors: list[str], fixed: Optional[dict] = None) -> dict[str, str]:
+    out = {n: colors[i % len(colors)] for i, n in enumerate(sorted(set(names) - set(fixed or {})))}
+    return {**out, **(fixed or {})}
+
+
+def algorithm_colors(algorithms) -> dict[str, str]:
+    return palette(algorithms, ALGORITHM_PALETTE, {BASELINE: BASELINE_COLOR})
+
+
+def natural_key(text: str):
+    """'features.2' before 'features.10'."""
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", text)]
+
+
+def rate_order(df: pd.DataFrame) -> list[str]:
+    kinds = {"channels": 0, "params": 1, "macs": 2}
+    pairs = df[df["algorithm"] != BASELINE][["target_kind", "rate", "rate_label"]].drop_duplicates()
+    pairs = sorted(pairs.itertuples(), key=lambda r: (kinds.get(r.target_kind, 9), r.rate))
+    return list(dict.fromkeys(p.rate_label for p in pairs))
+
+
+def _done(df: pd.DataFrame, *cols: str) -> pd.DataFrame:
+    d = df[df["status"] == "done"]
+    for c in cols:
+        d = d[d[c].notna()]
+    return d
+
+
+# -- the figures ---------------------------------------------------------------------------------------------
+def metric_vs_rate(df: pd.DataFrame, metric: str, ytitle: str, title: str, fig_id: str,
+                   scale: float = 100.0) -> Figure:
+    """A panel per algorithm, a line per series (model, or run · model) through the
+    mean over seeds (bars: one standard deviation), starting at its baseline (rate 0).
+    Global-target trials (params=/macs=) are left out: their x is another quantity."""
+    done = _done(df, metric)
+    if done.empty:
+        return empty(fig_id, "no finished trials yet")
+    pruned = done[(done["algorithm"] != BASELINE) & (done["target_kind"] == "channels")]
+    algorithms = sorted(pruned["algorithm"].unique()) or [BASELINE]
+    colors = palette(done["series"], SERIES_PALETTE)
+    panels = []
+    for i, algo in enumerate(algorithms):
+        panel = Panel(title="baseline only" if algo == BASELINE else algo, xtitle="pruning rate",
+                      ytitle=ytitle if i == 0 else "")
+        for s in sorted(done["series"].unique()):
+            base = done[(done["series"] == s) & (done["algorithm"] == BASELINE)]
+            rows = pruned[(pruned["series"] == s) & (pruned["algorithm"] == algo)]
+            pts = pd.concat([base.assign(rate=0.0), rows])
+            if pts.empty:
+                continue
+            g = pts.groupby("rate")
+            mean, std, n = g[metric].mean() * scale, g[metric].std().fillna(0) * scale, g[metric].size()
+            multi = bool((n > 1).any())
+            hover = [f"{s}<br>{algo} rate {x:g}<br>{ytitle}: {y:.2f}" + (f" (mean of {k})" if multi else "")
+                     for x, y, k in zip(mean.index, mean.values, n.values)]
+            panel.traces.append(Trace(list(mean.index), list(mean.values), s, "lines+markers", colors[s], size=7,
+                                      error=list(std.values) if multi else None, keys=list(g["key"].first().values),
+                                      hover=hover, group=s, legend=i == 0))
+        panels.append(panel)
+    return Figure(fig_id, title, panels, cols=min(4, len(panels)), legend_title="model",
+                  height=300 * math.ceil(len(panels) / 4) + 90)
+
+
+def tradeoff(df: pd.DataFrame, cost: str, fig_id: str) -> Figure:
+    """Accuracy against one cost: every finished trial a point (colour: algorithm,
+    symbol: model), the baselines as stars, the Pareto front of each run as a step."""
+    label, scale, fmt = COSTS[cost]
+    d = _done(df, cost, "accuracy")
+    if d.empty:
+        latency_missing = cost == "latency_ms" and (df["status"] == "done").any()
+        return empty(fig_id, "latency was not measured in this run" if latency_missing else "no finished trials yet")
+    colors = algorithm_colors(d["algorithm"])
+    symbols = {s: SYMBOLS[i % len(SYMBOLS)] for i, s in enumerate(sorted(d["series"].unique()))}
+    multi_series, multi_run = len(symbols) > 1, d["run"].nunique() > 1
+    panel = Panel(xtitle=label, ytitle="top-1 accuracy (%)")
+
+    def hover(g):
+        return [f"{n}<br>accuracy {100 * a:.2f}%<br>{label} {format(c * scale, fmt)}<br>Δ vs baseline "
+                f"{-100 * (0 if math.isnan(dr) else dr):+.2f} pt"
+                for n, a, c, dr in zip(g["name"], g["accuracy"], g[cost], g["accuracy_drop"])]
+
+    for run, g in d.groupby("run", sort=False):
+        front = g[pareto_mask(g[cost].to_numpy(), g["accuracy"].to_numpy())].sort_values(cost)
+        if len(front):
+            panel.traces.append(Trace(list(front[cost] * scale), list(100 * front["accuracy"]),
+                                      "Pareto front" + (f" · {run}" if multi_run else ""), "step", FRONT_COLOR,
+                                      keys=list(front["key"]), hover=hover(front)))
+    for (algo, s), g in sorted(d.groupby(["algorithm", "series"]), key=lambda kv: (kv[0][0] == BASELINE, kv[0])):
+        base = algo == BASELINE      # the baselines last in the legend
+        name = ((f"baseline · {s}" if multi_series else "baseline (unpruned)") if base else
+                (f"{algo} · {s}" if multi_series else algo))
+        panel.traces.append(Trace(list(g[cost] * scale), list(100 * g["accuracy"]), name, "markers", colors[algo],
+                                  "star" if base else symbols[s], 17 if base else 9, keys=list(g["key"]),
+                                  hover=hover(g), group="baseline" if base else algo))
+    lo, hi = (d[cost] * scale).min(), (d[cost] * scale).max()
+    panel.xlog = bool(lo > 0 and hi / lo > 20)
+    return Figure(fig_id, f"Accuracy vs {label.split(' (')[0]}", [panel], legend_title="algorithm")
+
+
+def algorithms_at_rate(df: pd.DataFrame, fig_id: str) -> Figure:
+    """A panel per series: for every rate the accuracy of each algorithm side by side
+    (mean over seeds, bars: standard deviation, small dots: the seeds), the
+    baseline as a dotted line."""
+    done = _done(df, "accuracy")
+    pruned = done[done["algorithm"] != BASELINE]
+    if pruned.empty:
+        return empty(fig_id, "no finished pruned trials yet")
+    colors = algorithm_colors(pruned["algorithm"])
+    order = rate_order(pruned)
+    multi_seed = pruned.groupby(["series", "algorithm", "rate_label"]).size().max() > 1
+    stats_all = pruned.groupby(["series", "algorithm", "rate_label"])["accuracy"].agg(["mean", "std"]).fillna(0)
+    ys = (list(100 * pruned["accuracy"]) + list(100 * (stats_all["mean"] - stats_all["std"]))
+          + list(100 * (stats_all["mean"] + stats_all["std"])) + list(100 * done[done["algorithm"] == BASELINE]["accuracy"]))
+    lo, hi = min(ys), max(ys)
+    pad = max(0.5, 0.08 * (hi - lo))
+    panels = []
+    for i, s in enumerate(sorted(pruned["series"].unique())):
+        d = pruned[pruned["series"] == s]
+        panel = Panel(title=s, xtitle="pruning rate", ytitle="accuracy (%)" if i % 3 == 0 else "", categories=order,
+                      yrange=(lo - pad, hi + 2 * pad))
+        for algo in sorted(d["algorithm"].unique()):
+            g = d[d["algorithm"] == algo].groupby("rate_label")
+            st = pd.DataFrame({"mean": g["accuracy"].mean() * 100, "std": g["accuracy"].std().fillna(0) * 100,
+                               "n": g.size(), "key": g["key"].first()})
+            st = st.reindex([x for x in order if x in st.index])
+            hover = [f"{s}<br>{algo} at {r}<br>accuracy {m:.2f}%" + (f" ± {sd:.2f} ({n} seeds)" if multi_seed else "")
+                     for r, m, sd, n in zip(st.index, st["mean"], st["std"], st["n"])]
+            panel.traces.append(Trace(list(st.index), list(st["mean"]), algo, "markers", colors[algo],
+                                      "diamond" if multi_seed else "circle", 11,
+                                      error=list(st["std"]) if multi_seed else None, keys=list(st["key"]),
+                                      hover=hover, group=algo, legend=i == 0, offset_group=algo))
+            if multi_seed:
+                pts = d[d["algorithm"] == algo]
+                panel.traces.append(Trace(list(pts["rate_label"]), list(100 * pts["accuracy"]), f"{algo} seeds",
+                                          "markers", colors[algo], size=5, keys=list(pts["key"]),
+                                          hover=[f"{algo} at {r} seed {sd}: {100 * a:.2f}%" for r, sd, a in
+                                                 zip(pts["rate_label"], pts["seed"], pts["accuracy"])],
+                                          group=algo, legend=False, offset_group=algo))
+        base = done[(done["series"] == s) & (done["algorithm"] == BASELINE)]
+        if not base.empty:
+            panel.hlines.append((100 * base["accuracy"].mean(), "baseline"))
+        panels.append(panel)
+    return Figure(fig_id, "Algorithms at equal rate", panels, cols=min(3, len(panels)), legend_title="algorithm",
+                  height=330 * math.ceil(len(panels) / 3) + 80)
+
+
+def layer_heatmap(df: pd.DataFrame, layers: dict, model: str, fig_id: str) -> Figure:
+    """Rows: the pruned trials of one model; columns: its layers; colour: the
+    fraction of output channels kept."""
+    d = df[(df["model"] == model) & df["key"].isin(layers.keys())].sort_values(
+        ["run", "algorithm", "target_kind", "rate", "seed"])
+    if d.empty:
+        return empty(fig_id, f"{model}: no per-layer channels recorded")
+    names = sorted({n for k in d["key"] for n in layers[k]}, key=natural_key)
+    z = [[layers[k][n][1] / layers[k][n][0] if n in layers[k] and layers[k][n][0] else None for n in names]
+         for k in d["key"]]
+    trace = Trace(names, list(d["name"]), mode="heatmap", z=z, keys=list(d["key"]))
+    height = int(min(1400, max(260, 140 + (6 if len(d) > 60 else 18) * len(d))))
+    return Figure(fig_id, f"{model}: fraction of channels kept per layer", [Panel([trace])], height=height)
+
+
+def static_figures(df: pd.DataFrame) -> dict[str, Figure]:
+    """The figures written as PNG/SVG files: the same definitions the page draws."""
+    figs = {
+        "accuracy_vs_rate": metric_vs_rate(df, "accuracy", "top-1 accuracy after fine-tuning (%)",
+                                           "Accuracy vs pruning rate", "accuracy_vs_rate"),
+        "param_reduction_vs_rate": metric_vs_rate(df, "param_reduction", "parameter reduction (%)",
+                                                  "Parameter reduction vs pruning rate", "param_reduction_vs_rate"),
+    }
+    costs = [tradeoff(df, c, c) for c in ("params", "macs", "latency_ms")]
+    panels = [f.panels[0] for f in costs if not f.empty]
+    if panels:
+        figs["accuracy_vs_cost"] = Figure("accuracy_vs_cost", "Accuracy vs cost (every trial; dashed: Pareto front)",
+                                          panels, cols=len(panels), legend_title="algorithm")
+    return {k: f for k, f in figs.items() if not f.empty}
+
+
+def finite(values) -> bool:
+    return bool(np.isfinite(np.asarray(values, dtype=float)).any())

@@ -1,49 +1,95 @@
-"""`edgeprune show`: the trials of a run as a terminal table."""
+"""Terminal tables that fit the terminal: `edgeprune show` and `edgeprune recommend`.
+
+Trial id, model, algorithm, rate, status, accuracy, parameters and latency are
+always shown; the other columns (edgeprune.metrics.SHOW_ORDER) join while they
+fit the width, all of them with `wide`. Numbers are abbreviated (5.47M, 43.8MB).
+Failed trials' errors are listed under the table, whole.
+"""
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
+from typing import Optional
 
 from rich.console import Console
 from rich.table import Table
 
+from ..config import rate_label
+from ..metrics import SHOW_ORDER, fmt, metric
 from ..store import TrialRecord
 
 _STATUS_STYLE = {"done": "green", "failed": "red", "running": "yellow", "pending": "dim", "cancelled": "magenta"}
+_GAP = 2     # rich's padding between columns
+ALWAYS_METRICS = ("accuracy", "params", "latency_ms")
 
 
-def _pct(v) -> str:
-    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
+@dataclass(frozen=True)
+class Column:
+    key: str
+    header: str
+    right: bool = True          # numbers are right-aligned
+    always: bool = False
 
 
-def _num(v, fmt: str) -> str:
-    return "" if v is None else format(v, fmt)
+def identity_columns(*extra: str) -> list[Column]:
+    names = {"trial": "trial", "model": "model", "algorithm": "algo", "rate": "rate", "status": "status",
+             "rank": "#", "run": "run", "seed": "seed"}
+    return [Column(k, names[k], right=k in ("rank", "seed"), always=True) for k in extra]
 
 
-def _rate(t: TrialRecord) -> str:
-    if t.algorithm == "none":
-        return "-"
-    return f"{t.rate:g}" if t.target_kind == "channels" else f"{t.target_kind}={t.rate:g}"
+def metric_columns(keys=SHOW_ORDER, mark: Optional[str] = None) -> list[Column]:
+    return [Column(k, metric(k).header + ("*" if k == mark else ""), always=k in ALWAYS_METRICS) for k in keys]
 
 
-def trials_table(trials: list[TrialRecord], title: str = "") -> Table:
-    table = Table(title=title, header_style="bold")
-    for col, justify in [("model", "left"), ("algorithm", "left"), ("rate", "right"), ("status", "left"),
-                         ("acc %", "right"), ("acc pruned %", "right"), ("params", "right"),
-                         ("params -%", "right"), ("MACs (M)", "right"), ("MACs -%", "right"),
-                         ("size (KB)", "right"), ("latency ms", "right")]:
-        table.add_column(col, justify=justify)
-    for t in trials:
-        m = t.metrics
-        status = f"[{_STATUS_STYLE.get(t.status, '')}]{t.status}[/]"
-        if t.status == "failed" and t.error:
-            status += f" [dim]{t.error[:60]}[/]"
-        table.add_row(t.model, t.algorithm, _rate(t), status, _pct(m.get("accuracy")),
-                      _pct(m.get("accuracy_pruned")), _num(m.get("params"), ","), _pct(m.get("param_reduction")),
-                      _num(m["macs"] / 1e6 if "macs" in m else None, ".2f"), _pct(m.get("mac_reduction")),
-                      _num(m["size_bytes"] / 1024 if "size_bytes" in m else None, ".0f"),
-                      _num(m.get("latency_ms"), ".2f"))
+def fit_table(rows: list[dict[str, str]], columns: list[Column], width: int, wide: bool = False,
+              title: str = "", styles: Optional[list[dict]] = None) -> Table:
+    """A rich Table of `rows` with the `always` columns and as many of the others (in
+    order) as fit `width` characters; empty columns are left out."""
+    def need(c: Column) -> int:
+        return max([len(c.header)] + [len(r.get(c.key, "")) for r in rows]) + _GAP
+
+    present = [c for c in columns if c.always and (not c.right or c.key in ("rank", "seed") or
+                                                   any(r.get(c.key) for r in rows))]
+    used = sum(need(c) for c in present)
+    for c in columns:
+        if c.always or not any(r.get(c.key) for r in rows):
+            continue
+        if wide or used + need(c) <= width:
+            present.append(c)
+            used += need(c)
+    present.sort(key=columns.index)
+    table = Table(title=title or None, header_style="bold", box=None, pad_edge=False, show_edge=False)
+    for c in present:
+        table.add_column(c.header, justify="right" if c.right else "left", no_wrap=True)
+    for i, r in enumerate(rows):
+        style = (styles or [{}] * len(rows))[i]
+        table.add_row(*[f"[{style[c.key]}]{r.get(c.key, '')}[/]" if c.key in style else r.get(c.key, "")
+                        for c in present])
     return table
 
 
-def print_trials(trials: list[TrialRecord], title: str = "", console: Console | None = None) -> None:
-    (console or Console()).print(trials_table(trials, title))
+def _cells(t: TrialRecord) -> dict[str, str]:
+    cells = {"trial": t.trial_id[:8], "model": t.model, "algorithm": t.algorithm,
+             "rate": "-" if t.algorithm == "none" else rate_label(t.algorithm, t.target_kind, t.rate),
+             "status": t.status}
+    cells.update({k: fmt(k, t.metrics.get(k)) for k in SHOW_ORDER})
+    return cells
+
+
+def trials_table(trials: list[TrialRecord], title: str = "", width: int = 120, wide: bool = False) -> Table:
+    columns = identity_columns("trial", "model", "algorithm", "rate", "status") + metric_columns()
+    styles = [{"status": _STATUS_STYLE[t.status]} if t.status in _STATUS_STYLE else {} for t in trials]
+    return fit_table([_cells(t) for t in trials], columns, width, wide, title, styles)
+
+
+def print_trials(trials: list[TrialRecord], title: str = "", console: Optional[Console] = None,
+                 wide: bool = False) -> None:
+    console = console or Console()
+    console.print(trials_table(trials, title, width=console.width, wide=wide))
+    for t in trials:
+        if t.status == "failed" and t.error:
+            console.print(f"[red]failed[/] {t.trial_id[:8]} {t.model} {t.algorithm}: {t.error}", highlight=False,
+                          soft_wrap=True)
+        warning = t.metrics.get("warning")
+        if warning:
+            console.print(f"[yellow]warning[/] {t.trial_id[:8]} {t.model}: {warning}", highlight=False,
+                          soft_wrap=True)

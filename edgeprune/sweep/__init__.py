@@ -1,10 +1,10 @@
-"""The sweep: config -> trials -> executor -> store."""
+"""The sweep: config -> trials -> tasks -> executor (events) -> engine -> store."""
+from .context import TrialContext, UnprunedModel
 from .engine import run_sweep
-from .executors import EXECUTORS, SweepJob, get_executor
-from .plan import BASELINE, TrialSpec, plan_trials
+from .plan import TrialSpec, TrialTask, plan_tasks, plan_trials, shared_settings
 from .progress import RichProgress, SilentProgress
 from .rebuild import trial_model
-from .trial import TrialContext, execute_trial, run_trial
+from .trial import TrialOutcome, run_trial
 
-__all__ = ["run_sweep", "plan_trials", "TrialSpec", "run_trial", "TrialContext", "EXECUTORS",
-           "RichProgress", "SilentProgress", "BASELINE", "execute_trial", "trial_model"]
+__all__ = ["run_sweep", "plan_trials", "plan_tasks", "shared_settings", "TrialSpec", "TrialTask", "run_trial",
+           "TrialOutcome", "TrialContext", "UnprunedModel", "RichProgress", "SilentProgress", "trial_model"]

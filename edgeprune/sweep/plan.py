@@ -1,18 +1,31 @@
 """Expanding a sweep config into trials: every model x algorithm x rate, plus one
-unpruned baseline per model with the same fine-tuning (its curve's reference)."""
+unpruned baseline per model with the same fine-tuning (its curve's reference), and
+each of them once per `quantize` variant.
+
+A trial's id is a hash of what defines its result (`TrialSpec` minus nothing,
+with the sweep's shared settings). The rule is versioned (store.IDENTITY_VERSION)
+and guarded by a golden test, because run folders resume by id: settings added
+after run folders existed are left out of the hash while at their defaults.
+"""
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
+from typing import Optional
 
-from ..config import SweepConfig
+from ..config import BASELINE, NO_VARIANT, SweepConfig, rate_label
 
-BASELINE = "none"
-
-# Where the data lives or what the run is called does not change a result.
-_NOT_IDENTITY = {"out", "name", "executor", "threads", "ray", "storage", "save_models", "device", "models", "algorithms", "rates", "baseline"}
+# What the run is called, where its data and artefacts live and how trials are
+# scheduled do not change a result.
+_NOT_IDENTITY = {"out", "name", "executor", "threads", "ray", "storage", "save_models", "device", "models",
+                 "algorithms", "rates", "baseline", "plugins", "weights_dir"}
 _DATASET_NOT_IDENTITY = {"root", "download"}
+# Settings added after run folders existed: left out while at their defaults, so an
+# older run's settings (and so its trial ids) stay the same and it still resumes.
+_LATER_DEFAULTS = {("quantize",): [NO_VARIANT], ("finetune", "distill"): None,
+                   ("measure", "latency_batch_size"): 1, ("measure", "latency_input_size"): None,
+                   ("dataset", "options"): {}}
 
 
 @dataclass(frozen=True)
@@ -23,7 +36,7 @@ class TrialSpec:
     rate: float           # 0.0 for the baseline
     seed: int
     settings: dict        # the shared settings every trial of the sweep uses
-    quantize: str = "none"  # none | int8 (onnxruntime static post-training quantization)
+    quantize: str = NO_VARIANT  # a variant of the fine-tuned model (int8), or none
 
     @property
     def model_label(self) -> str:
@@ -34,29 +47,32 @@ class TrialSpec:
         return self.algorithm == BASELINE
 
     @property
-    def is_quantized(self) -> bool:
-        return self.quantize != "none"
+    def is_variant(self) -> bool:
+        return self.quantize != NO_VARIANT
 
-    def fp32_twin(self) -> "TrialSpec":
-        """The same trial without quantization (the model an int8 trial quantizes)."""
-        return replace(self, quantize="none")
+    def trained_twin(self) -> "TrialSpec":
+        """The trial whose fine-tuned model this variant is made from."""
+        return replace(self, quantize=NO_VARIANT)
 
     @property
     def trial_id(self) -> str:
         d = asdict(self)
-        if d["quantize"] == "none":   # unquantized trials keep the ids they had before the dimension existed
+        if d["quantize"] == NO_VARIANT:   # unquantized trials keep the ids they had before the dimension existed
             del d["quantize"]
         blob = json.dumps(d, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
+    @property
+    def rate_label(self) -> str:
+        return rate_label(self.algorithm, self.target_kind, self.rate)
+
     def describe(self) -> str:
-        what = "baseline" if self.is_baseline else f"{self.algorithm} @ " + (
-            f"{self.rate:g}" if self.target_kind == "channels" else f"{self.target_kind}={self.rate:g}")
-        return f"{self.model_label} {what}" + (f" {self.quantize}" if self.is_quantized else "")
+        what = "baseline" if self.is_baseline else f"{self.algorithm} @ {self.rate_label}"
+        return f"{self.model_label} {what}" + (f" {self.quantize}" if self.is_variant else "")
 
     def to_row(self) -> dict:
-        # an int8 trial is its own line in tables and figures: "resnet20 int8" beside "resnet20"
-        label = f"{self.model_label} {self.quantize}" if self.is_quantized else self.model_label
+        # a variant is its own line in tables and figures: "resnet20 int8" beside "resnet20"
+        label = f"{self.model_label} {self.quantize}" if self.is_variant else self.model_label
         return {"trial_id": self.trial_id, "model": label, "algorithm": self.algorithm,
                 "target_kind": self.target_kind, "rate": self.rate, "seed": self.seed, "spec": asdict(self)}
 
@@ -65,10 +81,36 @@ class TrialSpec:
         return cls(**d)
 
 
-# Settings added after run folders existed: left out while at their defaults, so an
-# older run's settings (and so its trial ids) stay the same and it still resumes.
-_LATER_DEFAULTS = {("quantize",): ["none"], ("finetune", "distill"): None,
-                   ("measure", "latency_batch_size"): 1, ("measure", "latency_input_size"): None}
+@dataclass(frozen=True)
+class TrialTask:
+    """One unit of work: a trial that prunes and fine-tunes, and the variants made
+    from its model in the same process (so nothing is trained twice).
+
+    `record` is False when the trained trial is not to be stored (it is done
+    already, or the sweep asked for variants only: quantize: [int8]); `trained` then
+    holds the done trial's metrics, whose `model_path` names its saved model."""
+    spec: TrialSpec
+    variants: tuple[TrialSpec, ...] = field(default_factory=tuple)
+    record: bool = True
+    trained: Optional[dict] = None
+
+    @property
+    def trial_ids(self) -> list[str]:
+        return ([self.spec.trial_id] if self.record else []) + [v.trial_id for v in self.variants]
+
+
+def resolved_precision(cfg: SweepConfig) -> str:
+    """The numerics fine-tuning will use: bf16 autocast (asked for, or `auto` on a
+    GPU) or fp32. Part of a trial's identity: results in bf16 are other results."""
+    amp = cfg.finetune.amp
+    if amp != "auto":
+        return "bf16" if amp == "bf16" else "fp32"
+    if cfg.device == "cpu":
+        return "fp32"
+    if cfg.executor == "ray":
+        return "bf16" if cfg.ray.gpus_per_trial > 0 else "fp32"
+    import torch
+    return "bf16" if cfg.device == "cuda" or torch.cuda.is_available() else "fp32"
 
 
 def shared_settings(cfg: SweepConfig) -> dict:
@@ -85,15 +127,17 @@ def shared_settings(cfg: SweepConfig) -> dict:
             del node[key]
     if "deploy" in d and d["deploy"] == type(cfg.deploy)().model_dump(mode="json"):
         del d["deploy"]
+    if resolved_precision(cfg) != "fp32":     # fp32 runs keep the ids they had before precision was recorded
+        d["precision"] = resolved_precision(cfg)
     return d
 
 
 def plan_trials(cfg: SweepConfig) -> list[TrialSpec]:
+    """Every trial of the sweep, in plan order (a variant right after its twin)."""
     settings = shared_settings(cfg)
     trials = []
     for m in cfg.models:
         model = m.model_dump(mode="json")
-        # an int8 trial comes right after its fp32 twin, whose fine-tuned model it reuses
         if cfg.baseline:
             trials += [TrialSpec(model, BASELINE, "channels", 0.0, cfg.seed, settings, q) for q in cfg.quantize]
         for algorithm in cfg.algorithms:
@@ -101,3 +145,20 @@ def plan_trials(cfg: SweepConfig) -> list[TrialSpec]:
                 trials += [TrialSpec(model, algorithm, target.kind, target.value, cfg.seed, settings, q)
                            for q in cfg.quantize]
     return trials
+
+
+def plan_tasks(todo: list[TrialSpec], finished: Optional[dict[str, dict]] = None) -> list[TrialTask]:
+    """Group the trials to run into tasks: each trained trial with its variants, in
+    plan order. `finished` maps done trial ids to their metrics: a variant whose
+    twin is done starts from the twin's saved model."""
+    finished = finished or {}
+    todo_ids = {s.trial_id for s in todo}
+    tasks: dict[str, TrialTask] = {}
+    for s in todo:
+        twin = s.trained_twin()
+        task = tasks.get(twin.trial_id) or TrialTask(twin, (), twin.trial_id in todo_ids,
+                                                     finished.get(twin.trial_id))
+        if s.is_variant:
+            task = TrialTask(task.spec, task.variants + (s,), task.record, task.trained)
+        tasks[twin.trial_id] = task
+    return list(tasks.values())

@@ -1,18 +1,21 @@
-"""Live progress of a sweep: trials done / left and the current trial's epoch."""
+"""Live progress of a sweep: trials done / left and each running task's epoch."""
 from __future__ import annotations
 
 from typing import Optional
 
-from .plan import TrialSpec
+from .plan import TrialTask
+
+# results of a task: (spec, status, metrics or None) for each of its rows
+Results = list
 
 
 class SilentProgress:
     """The progress interface; does nothing (library use, tests)."""
 
     def start(self, total: int, already_done: int) -> None: ...
-    def trial_started(self, spec: TrialSpec) -> None: ...
-    def step(self, step: int, total: int, epoch: float, trial_id: Optional[str] = None) -> None: ...
-    def trial_finished(self, spec: TrialSpec, status: str, metrics: Optional[dict]) -> None: ...
+    def task_started(self, task: TrialTask) -> None: ...
+    def step(self, trial_id: str, step: int, total: int, epoch: float) -> None: ...
+    def task_finished(self, task: TrialTask, results: Results) -> None: ...
     def stop(self) -> None: ...
 
 
@@ -25,7 +28,8 @@ class RichProgress(SilentProgress):
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), TimeRemainingColumn(), console=self.console)
         self.sweep_task = None
-        self.trial_tasks: dict[str, int] = {}   # running trials, by trial id
+        self.bars: dict[str, int] = {}   # running tasks' bars, by their first trial id
+        self.rows: dict[str, int] = {}   # ... and how many trials each runs
         self.names: dict[int, str] = {}
         self.failed = 0
 
@@ -33,39 +37,46 @@ class RichProgress(SilentProgress):
         self.progress.start()
         self.sweep_task = self.progress.add_task("trials", total=total, completed=already_done)
 
-    def trial_started(self, spec: TrialSpec) -> None:
-        if spec.trial_id in self.trial_tasks:  # a retry
-            self.progress.remove_task(self.trial_tasks.pop(spec.trial_id))
-        task = self.progress.add_task(f"  {spec.describe()}", total=None)
-        self.trial_tasks[spec.trial_id] = task
-        self.names[task] = spec.describe()
+    def task_started(self, task: TrialTask) -> None:
+        key = task.trial_ids[0]
+        if key in self.bars:  # a retry
+            self.progress.remove_task(self.bars.pop(key))
+        name = task.spec.describe() + (f" (+ {', '.join(v.quantize for v in task.variants)})" if task.variants else "")
+        bar = self.progress.add_task(f"  {name}", total=None)
+        self.bars[key], self.rows[key], self.names[bar] = bar, len(task.trial_ids), name
         self._describe()
 
-    def step(self, step: int, total: int, epoch: float, trial_id: Optional[str] = None) -> None:
-        task = self.trial_tasks.get(trial_id) if trial_id else next(reversed(self.trial_tasks.values()), None)
-        if task is not None:
-            name = self.names.get(task, "")
-            self.progress.update(task, completed=step, total=total, description=f"  {name}  epoch {epoch:.2f}")
+    def step(self, trial_id: str, step: int, total: int, epoch: float) -> None:
+        bar = self.bars.get(trial_id)
+        if bar is not None:
+            self.progress.update(bar, completed=step, total=total,
+                                 description=f"  {self.names.get(bar, '')}  epoch {epoch:.2f}")
 
     def _describe(self) -> None:
-        task = self.progress.tasks[self.progress.task_ids.index(self.sweep_task)]
-        left = int(task.total - task.completed) - len(self.trial_tasks)
-        self.progress.update(self.sweep_task, description=f"trials: {len(self.trial_tasks)} running, "
-                                                          f"{self.failed} failed, {left} waiting")
+        t = self.progress.tasks[self.progress.task_ids.index(self.sweep_task)]
+        running = sum(self.rows.get(k, 1) for k in self.bars)
+        left = int(t.total - t.completed) - running
+        self.progress.update(self.sweep_task, description=f"trials: {running} running, {self.failed} failed, "
+                                                          f"{left} waiting")
 
-    def trial_finished(self, spec: TrialSpec, status: str, metrics: Optional[dict]) -> None:
-        task = self.trial_tasks.pop(spec.trial_id, None)
-        if task is not None:
-            self.progress.remove_task(task)
-        self.failed += status == "failed"
-        if status != "cancelled":
-            self.progress.advance(self.sweep_task)
-        if status == "done" and metrics:
-            self.console.print(f"[green]done[/] {spec.describe()}: acc {metrics['accuracy']:.4f}, "
-                               f"params -{metrics['param_reduction']:.1%}, MACs -{metrics['mac_reduction']:.1%}")
-        else:
-            self.console.print(f"[red]{status}[/] {spec.describe()}")
+    def task_finished(self, task: TrialTask, results: Results) -> None:
+        bar = self.bars.pop(task.trial_ids[0], None)
+        if bar is not None:
+            self.progress.remove_task(bar)
+        for spec, status, metrics in results:
+            self.failed += status == "failed"
+            if status != "cancelled":
+                self.progress.advance(self.sweep_task)
+            self.console.print(_line(spec, status, metrics))
         self._describe()
 
     def stop(self) -> None:
         self.progress.stop()
+
+
+def _line(spec, status: str, metrics: Optional[dict]) -> str:
+    if status == "done" and metrics:
+        cost = (f", params -{metrics['param_reduction']:.1%}, MACs -{metrics['mac_reduction']:.1%}"
+                if "param_reduction" in metrics else "")
+        return f"[green]done[/] {spec.describe()}: acc {metrics['accuracy']:.4f}{cost}"
+    return f"[red]{status}[/] {spec.describe()}"

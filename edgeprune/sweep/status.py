@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ..store import ResultStore
+from ..config import rate_label
+from ..run import RunFolder
 
 
 @dataclass
@@ -39,13 +40,13 @@ def _duration(seconds: float) -> str:
 
 
 def sweep_status(run_dir: str | Path) -> SweepStatus:
-    with ResultStore(run_dir, create=False) as store:
+    with RunFolder(run_dir).store() as store:
         trials = store.trials()
         counts = store.counts()
     now = time.time()
     durations = [t.finished_at - t.started_at for t in trials
                  if t.status == "done" and t.started_at and t.finished_at]
-    running = [(f"{t.model} {t.algorithm} {t.rate:g}", now - (t.started_at or now))
+    running = [(f"{t.model} {t.algorithm} {rate_label(t.algorithm, t.target_kind, t.rate)}", now - (t.started_at or now))
                for t in trials if t.status == "running"]
     mean = statistics.mean(durations) if durations else None
     eta = None

@@ -1,5 +1,6 @@
-"""Fine-tuning: `finetune(model, loader, cfg)`."""
+"""Fine-tuning: `finetune(model, loader, cfg)`; optimisers are a registry
+(edgeprune.registry.OPTIMIZERS: sgd, adamw, or a plugin's)."""
 from .finetune import FinetuneResult, finetune, planned_steps
-from .optim import OPTIMIZERS, warmup_cosine
+from .optim import warmup_cosine
 
-__all__ = ["finetune", "FinetuneResult", "planned_steps", "OPTIMIZERS", "warmup_cosine"]
+__all__ = ["finetune", "FinetuneResult", "planned_steps", "warmup_cosine"]

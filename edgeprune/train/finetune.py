@@ -10,7 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .optim import OPTIMIZERS, warmup_cosine
+from ..registry import OPTIMIZERS
+from .optim import warmup_cosine
 
 # on_step(step, total_steps, epoch) is called after every optimiser step
 StepCallback = Callable[[int, int, float], None]

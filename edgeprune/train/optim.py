@@ -1,4 +1,6 @@
-"""Optimisers and the learning-rate schedule (linear warm-up, then cosine to zero)."""
+"""Optimisers and the learning-rate schedule (linear warm-up, then cosine to zero).
+
+An optimiser is registered as `factory(model, finetune_config) -> torch.optim.Optimizer`."""
 from __future__ import annotations
 
 import math
@@ -6,12 +8,10 @@ import math
 import torch
 import torch.nn as nn
 
-from ..registry import Registry
-
-OPTIMIZERS: Registry = Registry("optimizer")
+from ..registry import OPTIMIZERS
 
 
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     # Decay only weight matrices and kernels: decaying BatchNorm scales and biases
     # hurts accuracy and buys nothing.
     decay, no_decay = [], []
@@ -23,13 +23,13 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 @OPTIMIZERS.register("sgd")
 def sgd(model: nn.Module, cfg) -> torch.optim.Optimizer:
-    return torch.optim.SGD(_param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum,
+    return torch.optim.SGD(param_groups(model, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum,
                            nesterov=cfg.momentum > 0)
 
 
 @OPTIMIZERS.register("adamw")
 def adamw(model: nn.Module, cfg) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    return torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
 
 
 def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int):

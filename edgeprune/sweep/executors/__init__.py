@@ -1,43 +1,61 @@
-"""Executors run a sweep's unfinished trials and hand each result to the store.
+"""Executors run a sweep's tasks and report what happens as events
+(edgeprune.sweep.events); the engine records them.
 
   local  one after another, in this process (debugging, tests, one small machine)
   ray    in parallel on a local Ray instance or an existing Ray cluster
+
+An executor is a class in the executor registry: `Executor(cfg)` connects (a
+failure there writes nothing), `executor.run(job)` yields events, `close()` ends.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Iterator, Optional
 
 from ...artifacts import ArtifactStore
 from ...config import SweepConfig
 from ...data import DataSplits
-from ...registry import Registry
-from ...store import ResultStore
-from ..plan import TrialSpec
-from ..progress import SilentProgress
+from ...registry import EXECUTORS
+from ..events import Event
+from ..plan import TrialTask
+
+# on_step(trial_id, step, total_steps, epoch): live progress, not recorded
+StepCallback = Callable[[str, int, int, float], None]
 
 
 @dataclass
 class SweepJob:
-    """Everything an executor needs to run a batch of trials."""
+    """Everything an executor needs to run a batch of tasks."""
     cfg: SweepConfig
-    specs: list[TrialSpec]
+    tasks: list[TrialTask]
     settings: dict
     run_dir: Path
     data: DataSplits
-    store: ResultStore
-    progress: SilentProgress
     artifacts: Optional[ArtifactStore]
+    on_step: StepCallback = field(default=lambda *a: None)
 
 
-EXECUTORS: Registry = Registry("executor")
+class Executor:
+    def __init__(self, cfg: SweepConfig):
+        self.cfg = cfg
+
+    def run(self, job: SweepJob) -> Iterator[Event]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
 
 
-def get_executor(name: str):
-    if name == "ray" and name not in EXECUTORS:
-        from . import ray_executor  # noqa: F401  (imports ray only when asked for)
-    return EXECUTORS.get(name)
+class _LazyRay(Executor):
+    """Imports Ray (and its executor) only when a sweep asks for it."""
+
+    def __new__(cls, cfg):
+        from .ray_executor import RayExecutor
+        return RayExecutor(cfg)
 
 
-from . import local  # noqa: E402,F401  (registers "local")
+from .local import LocalExecutor  # noqa: E402
+
+EXECUTORS.add("local", LocalExecutor)
+EXECUTORS.add("ray", _LazyRay)

@@ -1,4 +1,5 @@
-"""Static cost of a model: parameters, MACs, serialized size, sparsity."""
+"""Static cost of an architecture: parameters, MACs, serialized size, sparsity (the
+measure stage reports them; pruning searches on them)."""
 from __future__ import annotations
 
 import io

@@ -1,0 +1,138 @@
+"""The sweep config: the user's search space (models x algorithms x rates) and how
+each trial is fine-tuned, measured and run."""
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+from pydantic import Field, field_validator, model_validator
+
+from ..errors import EdgepruneError
+from ..registry import ALGORITHMS, EXECUTORS, MODELS, VARIANTS, load_plugins
+from .sections import (DatasetConfig, DeployConfig, FinetuneConfig, MeasureConfig, ModelSpec, PruneTarget, RateRange,
+                       RayConfig, Strict, TargetLayers, parse_target, registered)
+
+NO_VARIANT = "none"    # the quantize value of a trial that is its own fine-tuned model
+
+
+def _as_list(v: Any, what: str, item_kinds: tuple) -> list:
+    if isinstance(v, item_kinds):
+        return [v]
+    if not isinstance(v, list):
+        raise ValueError(f"give {what} as a list, got {type(v).__name__} {v!r}")
+    return v
+
+
+class SweepConfig(Strict):
+    name: str = "sweep"
+    out: str = "runs/sweep"
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    plugins: list[str] = Field([], description="modules to import first: they register their parts")
+    models: list[ModelSpec]
+    weights_dir: Optional[str] = Field(None, description="a folder of published weight files (offline use)")
+    algorithms: list[str] = ["l1"]
+    rates: list[PruneTarget] = Field(default_factory=lambda: [PruneTarget(value=v) for v in RateRange().values()])
+    baseline: bool = True
+    round_to: Optional[int] = Field(None, gt=0, le=4096, description="round kept channels to a multiple of this")
+    target: TargetLayers = TargetLayers()
+    dataset: DatasetConfig = DatasetConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
+    measure: MeasureConfig = MeasureConfig()
+    quantize: list[str] = Field([NO_VARIANT], description="sweep dimension: none | int8 (a variant of each model)")
+    deploy: DeployConfig = DeployConfig()
+    executor: str = "local"
+    ray: RayConfig = RayConfig()
+    storage: Optional[str] = Field(None, description="where artefacts go: a folder or an fsspec URL "
+                                                     "(default: the run folder)")
+    threads: Optional[int] = Field(None, gt=0, le=1024, description="torch threads per trial (default: torch's own)")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where trials fine-tune and evaluate "
+                                                                       "(latency is measured on the CPU)")
+    save_models: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _load_plugins_first(cls, v: Any) -> Any:
+        """Plugins register names that the rest of the config may use."""
+        if isinstance(v, dict) and v.get("plugins"):
+            plugins = v["plugins"]
+            if isinstance(plugins, str):
+                plugins = v["plugins"] = [plugins]
+            if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+                raise ValueError("plugins: give a list of module names")
+            try:
+                load_plugins(plugins)
+            except EdgepruneError as e:
+                raise ValueError(f"plugins: {e}") from None
+        return v
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _models_from_strings(cls, v: Any) -> Any:
+        v = _as_list(v, "models", (str, dict))
+        return [{"name": m} if isinstance(m, str) else m for m in v]
+
+    @field_validator("algorithms", mode="before")
+    @classmethod
+    def _algorithms_list(cls, v: Any) -> Any:
+        return _as_list(v, "algorithms", (str,))
+
+    @field_validator("quantize", mode="before")
+    @classmethod
+    def _quantize_list(cls, v: Any) -> Any:
+        v = _as_list([NO_VARIANT] if v is None else v, "quantize", (str, bool))
+        return [NO_VARIANT if x in (None, False, "fp32") else x for x in v]
+
+    @field_validator("quantize")
+    @classmethod
+    def _known_variants(cls, v: list[str]) -> list[str]:
+        if not v or len(set(v)) != len(v):
+            raise ValueError("name each of none / int8 at most once, and at least one")
+        return [x if x == NO_VARIANT else registered(VARIANTS, x) for x in v]
+
+    @field_validator("executor")
+    @classmethod
+    def _known_executor(cls, v: str) -> str:
+        return registered(EXECUTORS, v)
+
+    @field_validator("rates", mode="before")
+    @classmethod
+    def _rates(cls, v: Any) -> Any:
+        if isinstance(v, dict) and set(v) <= {"start", "stop", "step"}:
+            v = RateRange(**v).values()
+        return [parse_target(x) for x in _as_list(v, "rates", (int, float, str, dict))]
+
+    @model_validator(mode="after")
+    def _check_names(self) -> "SweepConfig":
+        if not self.models:
+            raise ValueError("models: name at least one model")
+        for i, m in enumerate(self.models):
+            try:
+                MODELS.get(m.name)  # imports a user's factory now, not mid-sweep
+            except EdgepruneError as e:
+                raise ValueError(f"models.{i}: {e}; list them with `edgeprune models`, or give "
+                                 "'package.module:factory'") from None
+        _no_duplicates("models", [m.label for m in self.models], "give one an `alias:`")
+        if not self.algorithms:
+            raise ValueError("algorithms: name at least one algorithm")
+        for a in self.algorithms:
+            if a not in ALGORITHMS:
+                raise ValueError(f"algorithms: {ALGORITHMS.unknown_message(a)}")
+        _no_duplicates("algorithms", self.algorithms)
+        if not self.rates:
+            raise ValueError("rates: name at least one rate")
+        _no_duplicates("rates", [r.label for r in self.rates])
+        backends = self.measure.latency_backends()
+        if not self.deploy.dynamic_batch and any(b.batch_size != 1 for b in backends if b.backend != "torch"):
+            raise ValueError("measure: a latency batch size other than 1 needs deploy.dynamic_batch: true")
+        unstructured = [a for a in self.algorithms if not ALGORITHMS.get(a).structured]
+        if unstructured and any(r.kind != "channels" for r in self.rates):
+            raise ValueError(f"rates: {unstructured[0]} zeroes weights and cannot meet params/macs targets; "
+                             "give it plain rates (a separate sweep)")
+        return self
+
+
+def _no_duplicates(key: str, labels: list[str], fix: str = "remove the repeat") -> None:
+    seen = set()
+    for i, label in enumerate(labels):
+        if label in seen:
+            raise ValueError(f"{key}.{i}: {label!r} is listed twice; {fix}")
+        seen.add(label)

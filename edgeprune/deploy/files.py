@@ -1,0 +1,76 @@
+"""The deployable files of one trial's model: the fp32 ONNX export (parity-checked
+on real test images) and its int8 quantization, per input size, each made once when
+first asked for, in a temporary folder that `close()` removes."""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .export import ExportReport, export_onnx
+from .quantize import QuantizeReport, quantize_onnx
+
+
+class TrialArtifacts:
+    """STEM.onnx (fp32) and STEM.int8.onnx, with -SIZEpx before the suffix for other
+    sizes than the trial's. `files()` lists what was made (to keep them)."""
+
+    def __init__(self, model: nn.Module, input_size: int, deploy, stem: str, *,
+                 check_images: Callable[[int], torch.Tensor],
+                 calibration: Callable[[int], Iterable]):
+        self.model, self.input_size, self.deploy, self.stem = model, input_size, deploy, stem
+        self._check_images, self._calibration = check_images, calibration
+        self.folder = Path(tempfile.mkdtemp(prefix="edgeprune-onnx-"))
+        self.exports: dict[int, ExportReport] = {}
+        self.quantized: dict[int, QuantizeReport] = {}
+
+    def _name(self, size: int, suffix: str) -> Path:
+        extra = "" if size == self.input_size else f"-{size}px"
+        return self.folder / f"{self.stem}{extra}{suffix}"
+
+    def onnx(self, size: Optional[int] = None) -> Path:
+        """The fp32 ONNX file at `size` (default: the trial's input size)."""
+        size = size or self.input_size
+        if size not in self.exports:
+            d = self.deploy
+            self.exports[size] = export_onnx(
+                self.model, self._name(size, ".onnx"), size,
+                check_inputs=self._check_images(size), opset=d.opset, dynamic_batch=d.dynamic_batch,
+                atol=d.parity_atol, exporter=d.exporter, check_images=d.parity_images)
+        return self.exports[size].path
+
+    def int8(self, size: Optional[int] = None) -> Path:
+        """The int8 ONNX file at `size`, quantized from the fp32 one."""
+        size = size or self.input_size
+        if size not in self.quantized:
+            d = self.deploy
+            self.quantized[size] = quantize_onnx(
+                self.onnx(size), self._name(size, ".int8.onnx"), self._calibration(size),
+                calibration_images=d.calibration_images, method=d.calibration_method, per_channel=d.per_channel,
+                activation_type=d.activation_type, reduce_range=d.reduce_range)
+        return self.quantized[size].path
+
+    def files(self) -> list[Path]:
+        return [r.path for r in self.exports.values()] + [r.path for r in self.quantized.values()]
+
+    def export_metrics(self) -> dict:
+        """What the fp32 ONNX export at the trial's size measured, when one was made."""
+        report = self.exports.get(self.input_size)
+        if report is None:
+            return {}
+        return {"onnx_size_bytes": report.size_bytes, "onnx_max_abs_diff": report.max_abs_diff,
+                "onnx_top1_agreement": report.top1_agreement, "onnx_export_seconds": report.seconds}
+
+    def close(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def resized(x: torch.Tensor, size: int) -> torch.Tensor:
+    if x.shape[-1] == size:
+        return x.contiguous()
+    return F.interpolate(x.contiguous(), size=(size, size), mode="bilinear", align_corners=False)

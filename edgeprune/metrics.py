@@ -1,0 +1,135 @@
+"""The metrics schema: every scalar a trial stores, with its unit, its meaning and
+how it is written. Tables (`show`, `recommend`), the CSV, the HTML report and
+`recommend`'s budgets all read their labels and formats from here, so a label
+says what was measured.
+
+Formats ("kind"): fraction (0.913 -> 91.30 %), points (an accuracy difference in
+points), count, mega (millions), bytes, ms, seconds, int, text.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    header: str                 # short column header (units in it)
+    kind: str                   # how values are written (see the module docstring)
+    description: str            # what was measured, in words
+    better: Optional[str] = None    # "higher" / "lower": the direction of a good value
+
+
+METRICS: dict[str, Metric] = {m.key: m for m in [
+    Metric("accuracy", "acc %", "fraction", "top-1 test accuracy after fine-tuning (int8 variants: measured in "
+           "onnxruntime)", "higher"),
+    Metric("accuracy_pruned", "acc pruned %", "fraction", "top-1 test accuracy right after pruning, before "
+           "fine-tuning", "higher"),
+    Metric("base_accuracy", "acc orig %", "fraction", "top-1 test accuracy of the unpruned (head-adapted) model "
+           "before fine-tuning", "higher"),
+    Metric("baseline_accuracy", "acc base %", "fraction", "accuracy of the same model's unpruned baseline trial "
+           "(same fine-tuning)", "higher"),
+    Metric("accuracy_drop", "Δ pt", "points", "baseline accuracy minus this trial's accuracy", "lower"),
+    Metric("params", "params", "count", "parameters of the pruned model", "lower"),
+    Metric("params_base", "params orig", "count", "parameters of the unpruned model"),
+    Metric("param_reduction", "params −%", "fraction", "fraction of the unpruned model's parameters removed",
+           "higher"),
+    Metric("macs", "MACs", "mega", "multiply-accumulates per image at the trial's input size (PyTorch's FLOP "
+           "counter / 2)", "lower"),
+    Metric("macs_base", "MACs orig", "mega", "MACs of the unpruned model"),
+    Metric("mac_reduction", "MACs −%", "fraction", "fraction of the unpruned model's MACs removed", "higher"),
+    Metric("size_bytes", "size", "bytes", "bytes of the model file: the saved PyTorch module (torch.save) for "
+           "a trained trial, the int8 ONNX file for an int8 variant", "lower"),
+    Metric("onnx_size_bytes", "ONNX size", "bytes", "bytes of the trial's ONNX file (fp32, or int8 for an int8 "
+           "variant)", "lower"),
+    Metric("latency_ms", "lat ms", "ms", "median latency on the first latency backend (see latency_backend, "
+           "latency_threads, latency_batch_size)", "lower"),
+    Metric("latency_p90_ms", "p90 ms", "ms", "90th-percentile latency on the first latency backend", "lower"),
+    Metric("latency_threads", "threads", "int", "threads the first latency backend ran with"),
+    Metric("latency_batch_size", "batch", "int", "batch size of the latency measurement"),
+    Metric("sparsity", "sparsity %", "fraction", "fraction of the targeted weights set to zero (unstructured "
+           "pruning)"),
+    Metric("channel_ratio", "channels −%", "fraction", "fraction of the targeted layers' output channels removed"),
+    Metric("layer_rate", "layer rate", "float", "per-layer rate applied (searched for params/macs targets)"),
+    Metric("input_size", "input px", "int", "side of the square input images"),
+    Metric("prune_seconds", "prune s", "seconds", "wall time of the pruning step"),
+    Metric("finetune_seconds", "fine-tune s", "seconds", "wall time of fine-tuning"),
+    Metric("finetune_steps", "steps", "int", "optimiser steps of this trial's fine-tuning"),
+    Metric("finetune_epochs", "epochs", "float", "epochs of this trial's fine-tuning"),
+    Metric("trial_seconds", "trial s", "seconds", "wall time of the whole trial"),
+]}
+
+# the columns of `show` / recommend in order of importance: the first ones always fit
+SHOW_ORDER = ["accuracy", "params", "latency_ms", "param_reduction", "macs", "mac_reduction", "accuracy_pruned",
+              "size_bytes", "latency_p90_ms", "sparsity", "finetune_seconds"]
+
+
+def metric(key: str) -> Metric:
+    return METRICS.get(key) or Metric(key, key, "float", key)
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v)) or v == ""
+
+
+def short_number(v: float) -> str:
+    """5.47M, 43.8k, 912: a count in at most 5 characters."""
+    a = abs(v)
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if a >= div:
+            x = v / div
+            return f"{x:.3g}{suffix}" if abs(x) < 100 else f"{x:.0f}{suffix}"
+    return f"{v:.0f}" if float(v).is_integer() else f"{v:.3g}"
+
+
+def short_bytes(v: float) -> str:
+    """43.8MB, 512KB (powers of 1000, as file managers show)."""
+    for div, suffix in ((1e9, "GB"), (1e6, "MB"), (1e3, "KB")):
+        if abs(v) >= div:
+            x = v / div
+            return f"{x:.3g}{suffix}" if abs(x) < 100 else f"{x:.0f}{suffix}"
+    return f"{v:.0f}B"
+
+
+def fmt(key: str, v: Any, short: bool = True, empty: str = "") -> str:
+    """One value as tables write it (`short`: abbreviated counts, for terminals)."""
+    if _missing(v):
+        return empty
+    kind = metric(key).kind
+    if isinstance(v, bool) or kind == "text" or not isinstance(v, (int, float)):
+        return str(v)
+    if kind == "fraction":
+        return f"{100 * v:.2f}" if not short else f"{100 * v:.1f}"
+    if kind == "points":
+        return f"{-100 * v + 0.0:+.2f}"          # shown as the change: -1.20 is a drop of 1.2 points
+    if kind == "count":
+        return short_number(v) if short else f"{v:,.0f}"
+    if kind == "mega":
+        return short_number(v) if short else f"{v / 1e6:,.2f} M"
+    if kind == "bytes":
+        return short_bytes(v) if short else f"{v:,.0f} B"
+    if kind == "ms":
+        return f"{v:.2f}" if short else f"{v:.3f}"
+    if kind == "seconds":
+        return f"{v:.1f}"
+    if kind == "int":
+        return f"{v:.0f}"
+    return f"{v:g}"
+
+
+def latency_label(row: Mapping) -> str:
+    """What latency_ms of this trial is: 'onnxruntime, 1 thread, batch 1'."""
+    backend = row.get("latency_backend")
+    if _missing(backend):
+        return "not measured"
+    threads, batch = row.get("latency_threads"), row.get("latency_batch_size")
+    parts = [str(backend)]
+    if not _missing(threads):
+        parts.append(f"{threads:.0f} thread" + ("s" if threads != 1 else ""))
+    parts.append(f"batch {1 if _missing(batch) else int(batch)}")
+    device = row.get(f"latency_{backend}_device")
+    if isinstance(device, str) and device:
+        parts.append(device)
+    return ", ".join(parts)

@@ -1,0 +1,95 @@
+"""Draw a report `Figure` with matplotlib, as PNG and SVG files."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: figures go to files
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .figures import Figure, Trace  # noqa: E402
+
+FORMATS = ("png", "svg")
+_MARKERS = {"circle": "o", "square": "s", "diamond": "D", "triangle-up": "^", "cross": "P", "x": "X",
+            "triangle-down": "v", "pentagon": "p", "hexagon": "h", "star": "*", "star-square": "s",
+            "triangle-left": "<", "triangle-right": ">"}
+
+
+def _color(c):
+    if c and c.startswith("rgba("):
+        r, g, b, a = (float(x) for x in c[5:-1].split(","))
+        return (r / 255, g / 255, b / 255, a)
+    return c
+
+
+def _draw(ax, t: Trace, categorical: list | None) -> None:
+    x = [categorical.index(v) for v in t.x] if categorical is not None else t.x
+    if t.mode == "heatmap":
+        im = ax.imshow([[float("nan") if v is None else v for v in row] for row in t.z], aspect="auto",
+                       vmin=0, vmax=1, cmap="viridis")
+        ax.figure.colorbar(im, ax=ax, label="kept")
+        return
+    if t.mode == "step":
+        ax.step(x, t.y, where="post", color=_color(t.color), ls="--", lw=1, zorder=1, label=t.name)
+        return
+    kw = dict(color=_color(t.color), label=t.name if t.legend else None)
+    if t.mode == "lines+markers":
+        ax.errorbar(x, t.y, yerr=t.error, marker="o", ms=4, capsize=2 if t.error else 0, **kw)
+    else:
+        star = t.symbol == "star"
+        ax.scatter(x, t.y, s=90 if star else 22, marker=_MARKERS.get(t.symbol, "o"), zorder=3 if star else 2,
+                   edgecolors="white" if star else "none", linewidths=0.5, **kw)
+        if t.error:
+            ax.errorbar(x, t.y, yerr=t.error, fmt="none", ecolor=_color(t.color), capsize=2)
+
+
+def render_static(fig: Figure):
+    rows = math.ceil(len(fig.panels) / fig.cols)
+    mpl, axes = plt.subplots(rows, fig.cols, figsize=(4.4 * fig.cols + 1.8, 3.9 * rows), sharey=fig.shared_y,
+                             squeeze=False)
+    for i, panel in enumerate(fig.panels):
+        ax = axes[i // fig.cols][i % fig.cols]
+        for t in panel.traces:
+            _draw(ax, t, panel.categories)
+        for y, label in panel.hlines:
+            ax.axhline(y, color="#222222", ls=":", lw=1)
+        if panel.categories is not None:
+            ax.set_xticks(range(len(panel.categories)), panel.categories)
+        if panel.xlog:
+            ax.set_xscale("log")
+        ax.set_title(panel.title)
+        ax.set_xlabel(panel.xtitle)
+        if panel.ytitle:
+            ax.set_ylabel(panel.ytitle)
+        ax.grid(alpha=0.3)
+    for j in range(len(fig.panels), rows * fig.cols):
+        axes[j // fig.cols][j % fig.cols].set_visible(False)
+    seen, handles, labels = set(), [], []
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in seen:
+                seen.add(lab)
+                handles.append(h)
+                labels.append(lab)
+    if handles:
+        mpl.legend(handles, labels, loc="center right", frameon=False, fontsize=8)
+    mpl.suptitle(fig.title)
+    mpl.tight_layout(rect=(0, 0, 0.85 if handles else 1, 1))
+    return mpl
+
+
+def write_figures(figures: dict[str, Figure], out_dir: str | Path) -> list[Path]:
+    """Write each figure as PNG and SVG; returns the files written."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for stem, fig in figures.items():
+        mpl = render_static(fig)
+        for fmt in FORMATS:
+            path = out_dir / f"{stem}.{fmt}"
+            mpl.savefig(path, dpi=130)
+            written.append(path)
+        plt.close(mpl)
+    return written
