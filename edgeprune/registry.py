@@ -41,10 +41,18 @@ class Registry(Generic[T]):
         self.fallback: Optional[Callable[[str], Optional[T]]] = None
 
     def _load(self) -> None:
+        """Import the built-ins on first read; then (once the outermost such import is
+        done, so plugins see a fully imported package) the installed plugins."""
+        global _loading
         if not self._loaded:
             self._loaded = True
-            for module in self._builtins:
-                importlib.import_module(module)
+            _loading += 1
+            try:
+                for module in self._builtins:
+                    importlib.import_module(module)
+            finally:
+                _loading -= 1
+        if _loading == 0:
             load_entry_points()
 
     # -- writing ---------------------------------------------------------------
@@ -91,6 +99,11 @@ class Registry(Generic[T]):
         return (f"unknown {self.kind} {name!r}{suggest(str(name), names)}; "
                 f"choose one of: {', '.join(names)}")
 
+    def peek(self, name: str) -> bool:
+        """Whether `name` is registered so far, loading nothing (for built-in modules
+        that register while they are imported)."""
+        return name in self._items
+
     def __contains__(self, name: object) -> bool:
         """Whether `name` is registered (or an alias); fallback names are not tried."""
         self._load()
@@ -125,6 +138,7 @@ ALL = {r.kind: r for r in (MODELS, ALGORITHMS, LAYER_TYPES, DATASETS, OPTIMIZERS
 
 
 # -- plugins -------------------------------------------------------------------
+_loading = 0                 # registries importing their built-ins right now
 _entry_points_loaded = False
 _loaded_modules: list[str] = []
 
@@ -137,6 +151,8 @@ def load_entry_points() -> None:
     if _entry_points_loaded:
         return
     _entry_points_loaded = True
+    for reg in ALL.values():     # plugins build on any stage: import every built-in first
+        reg._load()
     from importlib.metadata import entry_points
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:

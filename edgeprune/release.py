@@ -164,7 +164,9 @@ def _export_program(model: nn.Module, path: Path, check: torch.Tensor, atol: flo
     except Exception as e:  # noqa: BLE001 - some architectures do not export; the other formats still do
         result.problems.append(f"model.pt2 (torch.export) failed: {type(e).__name__}: {first_line(e, 200)}")
         return
-    if not diff <= atol * max(1.0, float(model(check[:1]).abs().max())):
+    with torch.no_grad():
+        scale = max(1.0, float(model(check[:1]).abs().max()))
+    if not diff <= atol * scale:
         path.replace(path.with_suffix(".failed.pt2"))
         result.problems.append(f"model.pt2: output differs from the trial model by {diff:.3g}")
         return

@@ -1,6 +1,7 @@
 """Fixtures: tiny CIFAR-format datasets and tiny nets, made by the tests themselves."""
 from __future__ import annotations
 
+import os
 import pickle
 import sys
 from pathlib import Path
@@ -10,6 +11,9 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))  # makes `tiny_models` importable as a factory path
+# One Ray authentication mode for every Ray instance the tests start in this process
+# (a second instance with another mode cannot create actors).
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 

@@ -167,10 +167,17 @@ def test_round_to_gives_multiples():
 
 
 def test_pruned_model_trains_in_train_mode():
+    """Train mode runs the branches eval-mode tracing never sees (googlenet's): the
+    pruned model must run there, give one logit row per image, and reach every weight."""
     for name in ("googlenet", "resnet20"):
         result = prune_model(create_model(name, 10, pretrained=False), "l1", 0.5, input_size=32)
         result.model.train()
-        result.model(torch.randn(2, 3, 32, 32)).sum().backward()
+        out = result.model(torch.randn(2, 3, 32, 32))
+        assert isinstance(out, torch.Tensor) and out.shape == (2, 10), name
+        out.sum().backward()
+        params = list(result.model.parameters())
+        assert all(p.grad is not None for p in params), name
+        assert any(float(p.grad.abs().sum()) > 0 for p in params if p.ndim == 4), name
 
 
 def test_algorithm_registry_names_are_stable():

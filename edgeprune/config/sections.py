@@ -150,7 +150,13 @@ class DatasetConfig(Strict):
             if self.options:
                 raise ValueError(f"dataset {self.name!r} takes no options; remove dataset.options")
         else:
-            self.__dict__["options"] = schema.model_validate(self.options).model_dump(mode="json")
+            from pydantic import ValidationError
+
+            from .errors import format_validation_error
+            try:
+                self.__dict__["options"] = schema.model_validate(self.options).model_dump(mode="json")
+            except ValidationError as e:
+                raise ValueError(f"options of dataset {self.name!r}: {format_validation_error(e, schema)}") from None
         return self
 
 

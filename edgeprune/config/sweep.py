@@ -33,14 +33,14 @@ class SweepConfig(Strict):
     rates: list[PruneTarget] = Field(default_factory=lambda: [PruneTarget(value=v) for v in RateRange().values()])
     baseline: bool = True
     round_to: Optional[int] = Field(None, gt=0, le=4096, description="round kept channels to a multiple of this")
-    target: TargetLayers = TargetLayers()
-    dataset: DatasetConfig = DatasetConfig()
-    finetune: FinetuneConfig = FinetuneConfig()
-    measure: MeasureConfig = MeasureConfig()
+    target: TargetLayers = Field(default_factory=TargetLayers)   # factories: their validators read registries
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    measure: MeasureConfig = Field(default_factory=MeasureConfig)
     quantize: list[str] = Field([NO_VARIANT], description="sweep dimension: none | int8 (a variant of each model)")
-    deploy: DeployConfig = DeployConfig()
+    deploy: DeployConfig = Field(default_factory=DeployConfig)
     executor: str = "local"
-    ray: RayConfig = RayConfig()
+    ray: RayConfig = Field(default_factory=RayConfig)
     storage: Optional[str] = Field(None, description="where artefacts go: a folder or an fsspec URL "
                                                      "(default: the run folder)")
     threads: Optional[int] = Field(None, gt=0, le=1024, description="torch threads per trial (default: torch's own)")

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..errors import EdgepruneError
+from ..errors import EdgepruneError, first_line
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 DEFAULT_OPSET = 17
@@ -192,7 +192,7 @@ def export_onnx(model: nn.Module, path: Union[str, Path], input_size: int, *,
         except ExportError:
             raise
         except Exception as e:
-            raise ExportError(f"ONNX export failed: {type(e).__name__}: {str(e).strip().splitlines()[0][:300]}") from e
+            raise ExportError(f"ONNX export failed: {type(e).__name__}: {first_line(e)}") from e
         finally:
             ctx.__exit__(None, None, None)
         try:
@@ -201,7 +201,7 @@ def export_onnx(model: nn.Module, path: Union[str, Path], input_size: int, *,
             session = make_session(str(path), threads=1)
         except Exception as e:
             _fail(path, f"the exported ONNX model is invalid or does not load in onnxruntime: "
-                        f"{str(e).strip().splitlines()[0][:300]}")
+                        f"{first_line(e)}")
         reference = _reference(model, x, None if dynamic_batch else batch_size)
         got = onnx_predict(session, x.numpy())
         diff, agree = _compare(reference, got)
@@ -238,7 +238,7 @@ def export_torchscript(model: nn.Module, path: Union[str, Path], input_size: int
             loaded = torch.jit.load(str(path), map_location="cpu").eval()
         except Exception as e:
             raise ExportError(f"TorchScript export failed: {type(e).__name__}: "
-                              f"{str(e).strip().splitlines()[0][:300]}") from e
+                              f"{first_line(e)}") from e
         finally:
             ctx.__exit__(None, None, None)
         reference = _reference(model, x, None)

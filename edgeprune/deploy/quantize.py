@@ -16,7 +16,7 @@ from typing import Iterable, Union
 
 import numpy as np
 
-from ..errors import EdgepruneError
+from ..errors import EdgepruneError, first_line
 
 
 class QuantizeError(EdgepruneError):
@@ -126,7 +126,7 @@ def quantize_onnx(fp32_path: Union[str, Path], int8_path: Union[str, Path], cali
                             calibrate_method=methods[method])
         except Exception as e:
             raise QuantizeError(f"int8 quantization of {fp32_path.name} failed: {type(e).__name__}: "
-                                f"{str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}") from e
+                                f"{first_line(e)}") from e
     return QuantizeReport(int8_path, fp32_path, int8_path.stat().st_size, fp32_path.stat().st_size, n_images,
                           method, per_channel, activation_type, weight_type, quant_format, reduce_range,
                           time.perf_counter() - start)

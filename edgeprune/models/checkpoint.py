@@ -9,7 +9,7 @@ from typing import Mapping
 import torch
 import torch.nn as nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, first_line
 
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net")
 
@@ -35,9 +35,8 @@ def read_checkpoint(path: str | Path) -> dict:
         obj = torch.load(path, map_location="cpu", weights_only=True)
         return unwrap_state_dict(obj)
     except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, TypeError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(
-            f"checkpoint {str(path)!r} cannot be read as a weights-only state dict ({first[:200]}); "
+            f"checkpoint {str(path)!r} cannot be read as a weights-only state dict ({first_line(e, 200)}); "
             "save it with torch.save(model.state_dict(), path)") from None
 
 

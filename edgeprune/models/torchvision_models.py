@@ -44,7 +44,7 @@ def _builder(name: str, tv_weights):
 
 def _register_all() -> None:
     for name in torchvision.models.list_models(module=torchvision.models):
-        if name in MODELS:  # a CIFAR-native model of the same name takes precedence
+        if MODELS.peek(name):  # a CIFAR-native model of the same name takes precedence
             continue
         try:
             tv = torchvision.models.get_model_weights(name).DEFAULT

@@ -117,9 +117,11 @@ def prune_by_criterion(model: nn.Module, criterion: Criterion, rate: float, exam
 
 def prune_by_choice(model: nn.Module, choice: Mapping[str, Sequence[int]], example_inputs: torch.Tensor,
                     algorithm: str, rate: float, layers=("conv2d",), include=(), exclude=()) -> PruneResult:
-    """Remove the output channels `choice` names ({layer: original channel indices}),
-    each with every layer coupled to it, in place. Channels already removed through a
-    coupled layer are skipped; layers that are not targeted are refused."""
+    """Remove the output channels `choice` names ({layer: original channel indices, or
+    a keep-mask}), each with every layer coupled to it, in place. Coupled layers must
+    lose the same channels, so the first listed layer of a coupled group decides for
+    the group and the others' choices are skipped; layers that are not targeted are
+    refused."""
     targets, ignored, _ = _graph_args(model, layers, include, exclude)
     before = out_channels(model)
     model.eval()
@@ -134,6 +136,8 @@ def prune_by_choice(model: nn.Module, choice: Mapping[str, Sequence[int]], examp
                              f"{', '.join(targets[:5])}{'...' if len(targets) > 5 else ''})")
         module = modules[name]
         chosen = _as_indices(chosen, before[name], name, algorithm)
+        if name in ledger.out_maps:      # already cut through a coupled layer: its group is decided
+            continue
         present = ledger.current_out(name, graph.get_out_channels(module))
         idxs = [present.index(c) for c in chosen if c in present]
         if not idxs:

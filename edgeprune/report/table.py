@@ -13,7 +13,7 @@ from typing import Optional
 from rich.console import Console
 from rich.table import Table
 
-from ..config import rate_label
+from ..config import BASELINE, rate_label
 from ..metrics import SHOW_ORDER, fmt, metric
 from ..store import TrialRecord
 
@@ -69,7 +69,7 @@ def fit_table(rows: list[dict[str, str]], columns: list[Column], width: int, wid
 
 def _cells(t: TrialRecord) -> dict[str, str]:
     cells = {"trial": t.trial_id[:8], "model": t.model, "algorithm": t.algorithm,
-             "rate": "-" if t.algorithm == "none" else rate_label(t.algorithm, t.target_kind, t.rate),
+             "rate": "-" if t.algorithm == BASELINE else rate_label(t.algorithm, t.target_kind, t.rate),
              "status": t.status}
     cells.update({k: fmt(k, t.metrics.get(k)) for k in SHOW_ORDER})
     return cells

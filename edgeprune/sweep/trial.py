@@ -23,6 +23,7 @@ from ..measure import count_macs, count_params, evaluate, model_size_bytes
 from ..prune import prune_model
 from ..registry import ALGORITHMS, VARIANTS
 from ..train import finetune
+from ..config import NO_VARIANT
 from .context import TrialContext, UnprunedModel
 from .plan import TrialSpec
 
@@ -115,7 +116,7 @@ def _finetune(t: _Trial, ctx: TrialContext) -> None:
                   teacher=teacher)
     t.metrics.update(accuracy=evaluate(t.model, ctx.test_loader(base)), finetune_seconds=ft.seconds,
                      finetune_steps=ft.steps, finetune_epochs=ft.epochs, finetune_losses=ft.losses,
-                     distilled=ft.distilled, quantize="none")
+                     distilled=ft.distilled, quantize=NO_VARIANT)
 
 
 def _measure(t: _Trial, ctx: TrialContext) -> None:
