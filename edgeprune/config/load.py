@@ -10,6 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from ..errors import ConfigError, EdgepruneError
+from ..registry import DATASETS
 from .errors import format_validation_error
 from .sweep import SweepConfig
 
@@ -88,7 +89,8 @@ def load_config(source: Union[str, Path, dict], overrides: list[str] = (), data_
         raise ConfigError(format_validation_error(e, SweepConfig)) from None
     except EdgepruneError as e:
         raise ConfigError(str(e)) from None
-    if check_data:
-        from ..data import check_dataset
-        check_dataset(cfg.dataset)
+    if check_data:      # the dataset's own check (through its registry entry): fail before anything is written
+        source = DATASETS.get(cfg.dataset.name)
+        if source.check is not None:
+            source.check(cfg.dataset)
     return cfg

@@ -4,9 +4,9 @@ plugin's names are accepted exactly like the built-in ones."""
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..registry import DATASETS, LATENCY_BACKENDS, LAYER_TYPES, OPTIMIZERS
 
@@ -22,6 +22,11 @@ def registered(registry, name: Any) -> str:
     if not isinstance(name, str) or name not in registry:
         raise ValueError(registry.unknown_message(name))
     return registry.canonical(name)
+
+
+def Registered(registry):
+    """The type of a config value that names an entry of `registry`."""
+    return Annotated[str, AfterValidator(lambda v: registered(registry, v))]
 
 
 def finite(v: float) -> float:
@@ -101,20 +106,13 @@ def parse_target(item: Any) -> Any:
 
 class TargetLayers(Strict):
     """Which layers are pruned: by type, then narrowed by fnmatch name patterns."""
-    layers: list[str] = ["conv2d"]
+    layers: list[Registered(LAYER_TYPES)] = Field(["conv2d"], min_length=1)
     include: list[str] = []
     exclude: list[str] = []
 
-    @field_validator("layers")
-    @classmethod
-    def _known_types(cls, v: list[str]) -> list[str]:
-        if not v:
-            raise ValueError("name at least one layer type")
-        return [registered(LAYER_TYPES, t) for t in v]
-
 
 class DatasetConfig(Strict):
-    name: str = "cifar10"
+    name: Registered(DATASETS) = "cifar10"
     root: str = "data"
     download: bool = False
     image_size: Optional[int] = Field(None, gt=0, le=4096, description="resize images to this side")
@@ -125,11 +123,6 @@ class DatasetConfig(Strict):
     in_memory: bool = Field(True, description="imagefolder: decode once into memory (fast) or stream "
                                               "from disk (for trees larger than memory)")
     options: dict = Field(default_factory=dict, description="the dataset's own options (a plugin's)")
-
-    @field_validator("name")
-    @classmethod
-    def _known_dataset(cls, v: str) -> str:
-        return registered(DATASETS, v)
 
     @field_validator("normalization")
     @classmethod
@@ -171,7 +164,7 @@ class FinetuneConfig(Strict):
     epochs: float = Field(1, ge=0, le=10_000)
     max_steps: Optional[int] = Field(None, ge=0)
     batch_size: int = Field(128, gt=0, le=65536)
-    optimizer: str = "sgd"
+    optimizer: Registered(OPTIMIZERS) = "sgd"
     lr: float = Field(0.01, gt=0, le=100)
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(5e-4, ge=0, le=1)
@@ -184,11 +177,6 @@ class FinetuneConfig(Strict):
     compile: bool = Field(False, description="torch.compile the model for fine-tuning (pays off on GPUs)")
     distill: Optional[DistillConfig] = Field(None, description="true or {temperature, weight}: distil pruned "
                                              "models from the unpruned one")
-
-    @field_validator("optimizer")
-    @classmethod
-    def _known_optimizer(cls, v: str) -> str:
-        return registered(OPTIMIZERS, v)
 
     @field_validator("distill", mode="before")
     @classmethod

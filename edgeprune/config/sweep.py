@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from ..errors import EdgepruneError
 from ..registry import ALGORITHMS, EXECUTORS, MODELS, VARIANTS, load_plugins
 from .sections import (DatasetConfig, DeployConfig, FinetuneConfig, MeasureConfig, ModelSpec, PruneTarget, RateRange,
-                       RayConfig, Strict, TargetLayers, parse_target, registered)
+                       RayConfig, Registered, Strict, TargetLayers, parse_target, registered)
 
 NO_VARIANT = "none"    # the quantize value of a trial that is its own fine-tuned model
 
@@ -39,7 +39,7 @@ class SweepConfig(Strict):
     measure: MeasureConfig = Field(default_factory=MeasureConfig)
     quantize: list[str] = Field([NO_VARIANT], description="sweep dimension: none | int8 (a variant of each model)")
     deploy: DeployConfig = Field(default_factory=DeployConfig)
-    executor: str = "local"
+    executor: Registered(EXECUTORS) = "local"
     ray: RayConfig = Field(default_factory=RayConfig)
     storage: Optional[str] = Field(None, description="where artefacts go: a folder or an fsspec URL "
                                                      "(default: the run folder)")
@@ -87,11 +87,6 @@ class SweepConfig(Strict):
         if not v or len(set(v)) != len(v):
             raise ValueError("name each of none / int8 at most once, and at least one")
         return [x if x == NO_VARIANT else registered(VARIANTS, x) for x in v]
-
-    @field_validator("executor")
-    @classmethod
-    def _known_executor(cls, v: str) -> str:
-        return registered(EXECUTORS, v)
 
     @field_validator("rates", mode="before")
     @classmethod
