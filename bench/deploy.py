@@ -42,7 +42,7 @@ SEVEN = ["googlenet", "efficientnet_b0", "densenet121", "vgg16", "mobilenet_v2",
 
 def machine() -> dict:
     import onnxruntime
-    from edgeprune.deploy.agent import device_info
+    from edgeprune.agent.bench import device_info
     info = device_info()
     return {"cpu": info["cpu"], "cores": info["cores"], "usable_cores": info["usable_cores"],
             "onnxruntime": onnxruntime.__version__, "torch": torch.__version__, "python": platform.python_version(),
@@ -100,7 +100,7 @@ def int8_variants(args, trials: list[dict]) -> list[dict]:
     from edgeprune.config import DatasetConfig
     from edgeprune.data import BatchLoader, load_dataset
     from edgeprune.deploy import export_onnx, onnx_accuracy, quantize_onnx
-    from edgeprune.deploy.agent import benchmark_onnx
+    from edgeprune.agent.bench import benchmark_onnx
     from edgeprune.sweep import trial_model
     data = load_dataset(DatasetConfig(root=args.data_dir))
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -199,7 +199,7 @@ def part_models(args) -> dict:
 def paired_latency(paths: dict, repeats: int, warmup: int = 2) -> dict:
     """onnxruntime latency (1 thread, batch 1) of several models timed in alternation,
     run by run, so that a change in the machine's load hits each of them alike."""
-    from edgeprune.deploy.agent import _input_feeds, make_session, percentile_stats
+    from edgeprune.agent.bench import input_feeds as _input_feeds, make_session, percentile_stats
     sessions = {tag: make_session(str(p), threads=1) for tag, p in paths.items()}
     feeds = {tag: _input_feeds(s, 1, None) for tag, s in sessions.items()}
     for _ in range(warmup):
@@ -230,7 +230,7 @@ def part_agent(args) -> dict:
                                          tmp / "r50.onnx", 224, check_images=2).path
     token = secrets.token_urlsafe(24)
     env = dict(os.environ, EDGEPRUNE_AGENT_TOKEN=token)
-    proc = subprocess.Popen([sys.executable, "-m", "edgeprune.deploy.agent", "--port", "0", "--quiet"], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "edgeprune.agent", "--port", "0", "--quiet"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=_ROOT)
     out: dict = {"machine": machine(), "rounds": args.agent_rounds, "models": []}
     try:

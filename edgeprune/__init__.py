@@ -16,7 +16,7 @@ from .errors import CheckpointError, ConfigError, EdgepruneError, OfflineError
 __version__ = "0.2.0"
 
 # Imported on first use (PEP 562), so that torch-free parts such as
-# `python -m edgeprune.deploy.agent` run on a device without torch installed.
+# `python -m edgeprune.agent` run on a device without torch installed.
 _LAZY = {"SweepConfig": "config", "load_config": "config", "create_model": "models", "list_models": "models",
          "PruneResult": "prune", "prune_model": "prune", "report": "report", "ResultStore": "store",
          "load_results": "results", "run_sweep": "sweep", "RunFolder": "run", "trial_model": "sweep",

@@ -177,7 +177,7 @@ def _cmd_deploy(args) -> int:
 
 
 def _cmd_agent(args) -> int:
-    from .deploy.agent import run
+    from .agent.main import run
     return run(args)
 
 
@@ -192,7 +192,7 @@ def _cmd_latency(args) -> int:
         except AgentError as e:
             raise EdgepruneError(str(e)) from None
     else:
-        from .deploy.agent import ModelLoadError, benchmark_onnx, device_info
+        from .agent.bench import ModelLoadError, benchmark_onnx, device_info
         try:
             r = benchmark_onnx(args.model, threads=args.threads, warmup=args.warmup, repeats=args.repeats,
                                batch_size=args.batch_size)
@@ -303,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data-dir", help="dataset root, if it moved since the sweep")
     s.set_defaults(fn=_cmd_deploy)
 
-    from .deploy.agent import add_arguments
+    from .agent.main import add_arguments
     s = sub.add_parser("agent", help="serve latency benchmarks on this device (token from "
                        "$EDGEPRUNE_AGENT_TOKEN); needs onnxruntime, not torch")
     add_arguments(s)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from edgeprune.deploy import AgentClient, AgentError, export_onnx
-from edgeprune.deploy.agent import TOKEN_ENV, make_server
+from edgeprune.agent import TOKEN_ENV, make_server
 
 import tiny_models
 
@@ -135,12 +135,12 @@ def test_a_busy_agent_answers_503_when_the_queue_wait_runs_out(onnx_model):
 
 
 def test_agent_module_runs_without_torch(tmp_path, onnx_model):
-    """`python -m edgeprune.deploy.agent` with torch made unimportable: it serves and benchmarks."""
+    """`python -m edgeprune.agent` with torch made unimportable: it serves and benchmarks."""
     blocker = tmp_path / "block" / "torch"
     blocker.mkdir(parents=True)
     (blocker / "__init__.py").write_text("raise ImportError('torch is not installed (test)')\n")
     env = dict(os.environ, PYTHONPATH=f"{blocker.parent}{os.pathsep}{ROOT}", **{TOKEN_ENV: TOKEN})
-    proc = subprocess.Popen([sys.executable, "-m", "edgeprune.deploy.agent", "--port", "0", "--quiet"], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "edgeprune.agent", "--port", "0", "--quiet"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     try:
         line = proc.stdout.readline()
@@ -153,21 +153,22 @@ def test_agent_module_runs_without_torch(tmp_path, onnx_model):
         proc.wait(timeout=10)
     # without a token it refuses to start, saying how to set one
     env.pop(TOKEN_ENV)
-    done = subprocess.run([sys.executable, "-m", "edgeprune.deploy.agent", "--port", "0"], env=env,
+    done = subprocess.run([sys.executable, "-m", "edgeprune.agent", "--port", "0"], env=env,
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert done.returncode != 0 and TOKEN_ENV in done.stderr
 
 
 def test_agent_file_alone_and_the_latency_command(tmp_path, onnx_model, agent, monkeypatch, capsys):
-    """agent.py copied on its own (as onto a device) serves; `edgeprune latency` times a
-    model here and through an agent."""
-    import shutil
+    """The one-file agent (`edgeprune agent --bundle`, as copied onto a device) runs on
+    its own; `edgeprune latency` times a model here and through an agent."""
     from edgeprune.cli import main
-    copy = tmp_path / "agent.py"
-    shutil.copy(ROOT / "edgeprune" / "deploy" / "agent.py", copy)
-    done = subprocess.run([sys.executable, str(copy), "--help"], capture_output=True, text=True, timeout=60,
-                          cwd=tmp_path, env=dict(os.environ, PYTHONPATH=""))
-    assert done.returncode == 0 and "--max-upload-mb" in done.stdout
+    assert main(["agent", "--bundle", str(tmp_path / "edgeprune-agent.pyz")]) == 0
+    elsewhere = tmp_path / "device"
+    elsewhere.mkdir()
+    (tmp_path / "edgeprune-agent.pyz").rename(elsewhere / "edgeprune-agent.pyz")
+    done = subprocess.run([sys.executable, "-I", "-S", "edgeprune-agent.pyz", "--help"], capture_output=True,
+                          text=True, timeout=60, cwd=elsewhere)       # -I -S: no site-packages, no edgeprune
+    assert done.returncode == 0 and "--max-upload-mb" in done.stdout, done.stderr
     monkeypatch.setenv(TOKEN_ENV, TOKEN)
     assert main(["latency", str(onnx_model), "--repeats", "3"]) == 0
     assert "median" in capsys.readouterr().out
@@ -175,3 +176,103 @@ def test_agent_file_alone_and_the_latency_command(tmp_path, onnx_model, agent, m
     assert json.loads(capsys.readouterr().out)["repeats"] == 3
     monkeypatch.setenv(TOKEN_ENV, "wrong-token-wrong-token")
     assert main(["latency", str(onnx_model), "--device", agent.url]) == 2
+
+
+# -- slow and hostile clients ---------------------------------------------------------------------------------------
+def _drip(url: str, head: bytes, seconds: float) -> bytes:
+    """Send `head` a byte at a time, one every 0.05 s, for at most `seconds`; what the agent answered (b'' if it
+    just hung up)."""
+    import socket
+    import time
+    host, port = url.removeprefix("http://").split(":")
+    s = socket.create_connection((host, int(port)), timeout=10)
+    try:
+        end = time.monotonic() + seconds
+        for b in head:
+            if time.monotonic() > end:
+                break
+            try:
+                s.sendall(bytes([b]))
+            except OSError:
+                break
+            time.sleep(0.05)
+        try:
+            return s.recv(4096)
+        except OSError:
+            return b""
+    finally:
+        s.close()
+
+
+def test_a_drip_fed_request_is_cut_off_at_its_deadline():
+    import time
+    server, thread = _serve(request_timeout=1.0, read_timeout=30)
+    try:
+        t0 = time.monotonic()
+        got = _drip(server.url, b"GET /info HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: " + b"a" * 500 + b"\r\n\r\n", 20)
+        assert time.monotonic() - t0 < 6 and b"200" not in got        # cut off, not served after 25 s of dripping
+        assert AgentClient(server.url, token=TOKEN).health()["ok"]     # and the agent still serves
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_connections_beyond_the_cap_get_503_at_once():
+    import socket
+    server, thread = _serve(max_connections=2, request_timeout=10)
+    host, port = server.url.removeprefix("http://").split(":")
+    idle = [socket.create_connection((host, int(port))) for _ in range(2)]     # hold both places
+    try:
+        import time
+        time.sleep(0.3)
+        third = socket.create_connection((host, int(port)), timeout=5)
+        third.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b"503" in third.recv(4096).split(b"\r\n")[0]
+        third.close()
+    finally:
+        for s in idle:
+            s.close()
+        server.shutdown()
+        server.server_close()
+
+
+def test_slow_authenticated_uploads_do_not_block_a_benchmark(onnx_model):
+    """Uploads queue for a benchmark only once complete: four clients stalling mid-upload
+    leave the queue (max_queue 1) free for a real request."""
+    import socket
+    server, thread = _serve(max_queue=1, max_connections=8, request_timeout=30)
+    host, port = server.url.removeprefix("http://").split(":")
+    stalled = []
+    try:
+        for _ in range(4):
+            s = socket.create_connection((host, int(port)))
+            s.sendall(f"POST /benchmark HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+                      f"Content-Length: 100000\r\n\r\n".encode() + b"\0" * 10)
+            stalled.append(s)
+        r = AgentClient(server.url, token=TOKEN, busy_wait=0).benchmark(onnx_model, repeats=2)
+        assert r["repeats"] == 2
+    finally:
+        for s in stalled:
+            s.close()
+        server.shutdown()
+        server.server_close()
+
+
+def test_input_sizes_are_bounded_as_a_product(agent, onnx_model):
+    status, body = _post(agent.url, onnx_model.read_bytes(), query="input_shape=64x3x4096x4096")
+    assert status == 400 and "elements" in body["error"]
+
+
+def test_agent_start_problems_are_one_line(tmp_path):
+    import socket
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    env = dict(os.environ, **{TOKEN_ENV: TOKEN})
+    for args, message in ([["--port", str(port)], "cannot listen on 127.0.0.1"],
+                          [["--port", "70000"], "out of range"], [["--repeats", "0"], "unrecognized"]):
+        done = subprocess.run([sys.executable, "-m", "edgeprune.agent", *args], capture_output=True, text=True,
+                              env=env, timeout=60)
+        assert done.returncode != 0 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+    busy.close()

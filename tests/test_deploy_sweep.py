@@ -10,7 +10,7 @@ import torch
 from edgeprune import load_config, load_results, run_sweep
 from edgeprune.cli import main
 from edgeprune.deploy import quantize_onnx, export_onnx, onnx_accuracy
-from edgeprune.deploy.agent import TOKEN_ENV, make_server
+from edgeprune.agent import TOKEN_ENV, make_server
 from edgeprune.errors import ConfigError
 from edgeprune.store import ResultStore
 from edgeprune.sweep import plan_trials

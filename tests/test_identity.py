@@ -86,3 +86,14 @@ def test_resuming_in_another_precision_is_refused_with_the_fix(tiny_cifar, tmp_p
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)      # the same folder, on a GPU machine
     with pytest.raises(EdgepruneError, match=r"other settings \(precision: None -> 'bf16'\).*finetune.amp: off"):
         run_sweep(load_config(cfg))
+
+
+def test_a_folder_made_under_another_identity_rule_is_not_resumed(tiny_cifar, tmp_path):
+    from conftest import sweep_config
+    cfg = load_config(sweep_config(tiny_cifar, tmp_path / "run", rates=[0.5], baseline=False))
+    run_sweep(cfg)
+    with ResultStore(tmp_path / "run") as store:
+        assert store.get_meta("identity_version") == IDENTITY_VERSION
+        store.set_meta("identity_version", IDENTITY_VERSION + 1)
+    with pytest.raises(EdgepruneError, match="cannot be resumed; read it .* or start the sweep in another --out"):
+        run_sweep(cfg)

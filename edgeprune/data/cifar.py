@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ConfigError, OfflineError
+from ..errors import ConfigError, OfflineError, first_line
 from .dataset import DataSplits, ImageDataset
 
 _SPECS = {
@@ -49,13 +49,57 @@ def download(name: str, root: str) -> None:
     try:
         getattr(torchvision.datasets, _SPECS[name]["tv"])(root, train=True, download=True)
     except (OSError, RuntimeError) as e:
-        raise OfflineError(f"cannot download {name} into {root!r} ({e}); "
-                           f"put the extracted {_SPECS[name]['folder']}/ there and set download: false") from None
+        raise OfflineError(f"cannot download {name} into {root!r} ({first_line(e, 160)}); offline, pass --data-dir "
+                           f"DIR (a folder holding the extracted {_SPECS[name]['folder']}/) and set download: false; "
+                           "pretrained weights come from --weights-dir DIR") from None
+
+
+# What the CIFAR batches (pickled by numpy) need to unpickle, and nothing else: an
+# unpickler that can build any other object could be made to run code.
+_SAFE_GLOBALS = {("numpy", "ndarray"), ("numpy", "dtype"),
+                 ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                 ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+                 ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+                 ("_codecs", "encode")}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _SAFE_GLOBALS:
+            raise pickle.UnpicklingError(f"it asks for {module}.{name}, which a CIFAR batch never holds")
+        if module.startswith("numpy.core") and not hasattr(np, "core"):   # numpy 2 moved numpy.core
+            module = module.replace("numpy.core", "numpy._core")
+        return super().find_class(module, name)
 
 
 def _read(path: Path) -> dict:
-    with open(path, "rb") as f:
-        return pickle.load(f, encoding="latin1")
+    """One pickled batch, read with the restricted unpickler; any problem is one line naming the file."""
+    try:
+        with open(path, "rb") as f:
+            d = _RestrictedUnpickler(f, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            MemoryError) as e:
+        raise ConfigError(f"{path} is not a CIFAR batch that can be read safely ({type(e).__name__}: "
+                          f"{first_line(e, 160)}); restore the file (or the dataset) and try again") from None
+    if not isinstance(d, dict):
+        raise ConfigError(f"{path} holds {type(d).__name__}, not a CIFAR batch (a dict of data and labels)")
+    return d
+
+
+def _batch(path: Path, label_key: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(images N x 3 x 32 x 32 uint8, labels N int64) of one batch, checked."""
+    d = _read(path)
+    data, labels = d.get("data"), d.get(label_key)
+    if not isinstance(data, np.ndarray) or labels is None:
+        raise ConfigError(f"{path} lacks 'data' or {label_key!r}: not a CIFAR batch")
+    labels = np.asarray(labels)
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise ConfigError(f"{path}: 'data' is {data.dtype} {data.shape}, expected uint8 N x 3072 (32 x 32 RGB)")
+    if labels.shape != (data.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
+        raise ConfigError(f"{path}: {len(labels)} labels for {data.shape[0]} images")
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ConfigError(f"{path}: labels outside 0..{num_classes - 1}")
+    return data.reshape(-1, 3, 32, 32), labels.astype(np.int64)
 
 
 def load(name: str, root: str, download_missing: bool = False) -> DataSplits:
@@ -64,18 +108,18 @@ def load(name: str, root: str, download_missing: bool = False) -> DataSplits:
             check(name, root, False)
         download(name, root)
     spec, base = _SPECS[name], folder(name, root)
-    classes = list(_read(base / spec["meta"])[spec["names_key"]])
+    meta = _read(base / spec["meta"])
+    classes = meta.get(spec["names_key"])
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        raise ConfigError(f"{base / spec['meta']} has no list of class names under {spec['names_key']!r}")
 
     def split(files: list[str]) -> ImageDataset:
         images, labels = [], []
         for f in files:
-            d = _read(base / f)
-            images.append(np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-            labels.extend(d[spec["label_key"]])
-        x = torch.from_numpy(np.concatenate(images))
-        y = torch.tensor(labels, dtype=torch.long)
-        if y.min() < 0 or y.max() >= len(classes):
-            raise ValueError(f"{base}: labels outside 0..{len(classes) - 1}")
-        return ImageDataset(x, y, classes, spec["mean"], spec["std"])
+            x, y = _batch(base / f, spec["label_key"], len(classes))
+            images.append(x)
+            labels.append(y)
+        return ImageDataset(torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels)),
+                            classes, spec["mean"], spec["std"])
 
     return DataSplits(name, split(spec["train"]), split(spec["test"]))

@@ -7,8 +7,8 @@ This stage knows models and files, not run folders (edgeprune.release does).
     quantize_onnx("model.onnx", "model.int8.onnx", calibration_batches)
     AgentClient("http://pi:8787").benchmark("model.int8.onnx", threads=4)["median_ms"]
 
-Names are imported on first use: `edgeprune.deploy.agent` and `.remote` need
-neither torch nor the rest of edgeprune, so the agent runs on a bare device.
+Names are imported on first use: `.remote` (the agent's client) needs neither
+torch nor the rest of edgeprune. The agent itself is edgeprune.agent.
 """
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ _LAZY = {
     "onnx_predict": "export",
     "quantize_onnx": "quantize", "QuantizeReport": "quantize", "QuantizeError": "quantize",
     "onnx_accuracy": "quantize",
-    "benchmark_onnx": "agent", "device_info": "agent", "make_server": "agent",
     "AgentClient": "remote", "AgentError": "remote",
     "TrialArtifacts": "files", "measure_latencies": "backends", "LatencyBackend": "backends",
     "Measurement": "backends",

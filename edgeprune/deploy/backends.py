@@ -21,7 +21,7 @@ from typing import Optional
 import torch
 
 from ..registry import LATENCY_BACKENDS
-from .agent import benchmark_onnx, percentile_stats
+from ..agent.bench import benchmark_onnx, percentile_stats
 from .files import TrialArtifacts
 
 

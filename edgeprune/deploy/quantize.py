@@ -135,7 +135,7 @@ def quantize_onnx(fp32_path: Union[str, Path], int8_path: Union[str, Path], cali
 def onnx_accuracy(model: Union[str, Path, "object"], batches: Iterable, threads: int = 1) -> float:
     """Top-1 accuracy in [0, 1] of an ONNX model (a path or an onnxruntime session) in
     onnxruntime over (images, labels) batches, e.g. a test BatchLoader."""
-    from .agent import make_session
+    from ..agent.bench import make_session
     from .export import onnx_predict
     session = make_session(str(model), threads) if isinstance(model, (str, Path)) else model
     correct = total = 0

@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 from typing import Optional, Union
 
-from .agent import TOKEN_ENV
+from ..agent.server import TOKEN_ENV
 
 
 class AgentError(RuntimeError):

@@ -28,7 +28,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 from plotly.offline import get_plotlyjs
 
-from ..config import BASELINE
+from ..config import BASELINE, rate_label
 from ..metrics import fmt, latency_label, metric
 from .data import ReportData, status_summary
 from .figures import (algorithm_colors, algorithms_at_rate, layer_heatmap, metric_vs_rate, natural_key, rate_order,
@@ -102,7 +102,7 @@ def _setup_items(run) -> list[tuple[str, str]]:
         (m.get("alias") or m.get("name", "?")) + (f" ({'checkpoint' if m.get('checkpoint') else 'pretrained'})"
                                                   if m.get("checkpoint") or m.get("pretrained") else " (random init)")
         for m in c.get("models", []) if isinstance(m, dict))
-    rates = ", ".join(f"{r['value']:g}" if r.get("kind") == "channels" else f"{r.get('kind')}={r['value']:g}"
+    rates = ", ".join(rate_label("", r.get("kind", "channels"), r["value"])
                       for r in c.get("rates", []) if isinstance(r, dict) and "value" in r)
     frac = [f"{k.split('_')[0]} {ds[k]:g}" for k in ("train_fraction", "test_fraction") if ds.get(k, 1) != 1]
     latency = ms.get("latency", True)

@@ -19,7 +19,7 @@ from ..data import load_dataset
 from ..errors import EdgepruneError
 from ..registry import EXECUTORS
 from ..run import RunFolder
-from ..store import UNFINISHED, ResultStore
+from ..store import IDENTITY_VERSION, UNFINISHED, ResultStore
 from .events import Failed, Finished, Started
 from .executors import SweepJob
 from .plan import TrialTask, plan_tasks, plan_trials, shared_settings
@@ -92,7 +92,12 @@ def run_sweep(cfg: SweepConfig, progress: Optional[SilentProgress] = None, retry
     if run.exists():      # read first: a folder holding another sweep is refused before anything is written
         with run.store() as store:
             stored = store.get_meta("settings")
+            identity = store.get_meta("identity_version") or 1
             previous = {t.trial_id: t for t in store.trials()}
+        if identity != IDENTITY_VERSION:
+            raise EdgepruneError(f"run folder {str(run.path)!r} was made by an edgeprune whose trial ids follow rule "
+                                 f"{identity} (this one: {IDENTITY_VERSION}), so it cannot be resumed; read it "
+                                 "(show, report, export) or start the sweep in another --out")
         _check_same_settings(stored, settings, run)
         finished = {i: t.metrics for i, t in previous.items() if t.status == "done"}
         wanted = UNFINISHED + (("failed",) if retry_failed else ())
@@ -107,6 +112,7 @@ def run_sweep(cfg: SweepConfig, progress: Optional[SilentProgress] = None, retry
         with run.store(readonly=False) as store:
             if stored is None:
                 store.set_meta("settings", settings)
+                store.set_meta("identity_version", IDENTITY_VERSION)
             run.write_config(cfg)
             store.add_trials(s.to_row() for s in specs)
             by_id = {s.trial_id: s for s in specs}

@@ -1,0 +1,159 @@
+"""Benchmarking ONNX models where the agent runs: onnxruntime sessions, timed runs,
+their statistics, and what the device is. Standard library at import time; numpy
+and onnxruntime are imported when a benchmark runs."""
+from __future__ import annotations
+
+import os
+import platform
+import time
+from typing import Optional
+
+API_VERSION = 1
+# the most elements one input may have (1 GiB of float32): a model or a request
+# naming a larger input is refused before anything is allocated
+MAX_INPUT_ELEMENTS = 1 << 28
+_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+           "tensor(uint8)": "uint8", "tensor(int8)": "int8", "tensor(int32)": "int32",
+           "tensor(int64)": "int64", "tensor(bool)": "bool"}
+
+
+# -- benchmarking (numpy + onnxruntime) ------------------------------------------
+
+def percentile_stats(times_ms: list[float]) -> dict:
+    """median, p90 (nearest rank, as edgeprune.measure does), mean, min, max."""
+    t = sorted(times_ms)
+    n = len(t)
+    median = t[n // 2] if n % 2 else 0.5 * (t[n // 2 - 1] + t[n // 2])
+    p90 = t[min(n - 1, int(round(0.9 * (n - 1))))]
+    return {"median_ms": median, "p90_ms": p90, "mean_ms": sum(t) / n, "min_ms": t[0], "max_ms": t[-1]}
+
+
+def input_feeds(session, batch_size: int, input_shape: Optional[list[int]], seed: int = 0) -> dict:
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for i, inp in enumerate(session.get_inputs()):
+        if input_shape is not None and i == 0:
+            shape = list(input_shape)
+        else:
+            shape = []
+            for d, dim in enumerate(inp.shape):
+                if isinstance(dim, int) and dim > 0:
+                    shape.append(dim)
+                elif d == 0:
+                    shape.append(batch_size)
+                else:
+                    raise ValueError(f"input {inp.name!r} has a dynamic dimension {dim!r} at axis {d}; "
+                                     "pass input_shape (e.g. 1x3x224x224)")
+        elements = 1
+        for d in shape:
+            elements *= int(d)
+        if elements > MAX_INPUT_ELEMENTS:
+            raise ValueError(f"input {inp.name!r} of shape {'x'.join(map(str, shape))} has {elements:,} elements, "
+                             f"more than the agent's limit of {MAX_INPUT_ELEMENTS:,}")
+        dtype = _DTYPES.get(inp.type)
+        if dtype is None:
+            raise ValueError(f"input {inp.name!r} has type {inp.type}, which the agent cannot feed")
+        if dtype.startswith("float"):
+            feeds[inp.name] = rng.standard_normal(shape).astype(dtype)
+        else:
+            feeds[inp.name] = np.zeros(shape, dtype=dtype)
+    return feeds
+
+
+def make_session(model, threads: int = 1, providers: Optional[list[str]] = None):
+    """An onnxruntime session as edgeprune measures with: `threads` intra-op threads,
+    sequential execution, every graph optimisation. `model` is a path or bytes."""
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    return ort.InferenceSession(model, so, providers=providers or ["CPUExecutionProvider"])
+
+
+def benchmark_onnx(model, *, threads: int = 1, warmup: int = 3, repeats: int = 20, batch_size: int = 1,
+                   input_shape: Optional[list[int]] = None, max_seconds: Optional[float] = None,
+                   providers: Optional[list[str]] = None) -> dict:
+    """Time `repeats` runs of an ONNX model (path or bytes) after `warmup` untimed ones.
+
+    Inputs are random (float) or zeros (integer) at the model's static shape, with a
+    dynamic batch axis set to `batch_size`. With `max_seconds`, timing stops early
+    once that much time has been spent (at least one timed run; `truncated` says so).
+    Raises ModelLoadError when onnxruntime cannot load the model."""
+    t0 = time.perf_counter()
+    try:
+        session = make_session(model, threads, providers)
+    except Exception as e:  # onnxruntime raises its own exception types
+        raise ModelLoadError(one_line(e)) from None
+    load_ms = (time.perf_counter() - t0) * 1000
+    feeds = input_feeds(session, batch_size, input_shape)
+    for _ in range(warmup):
+        session.run(None, feeds)
+    times, truncated = [], False
+    started = time.perf_counter()
+    for _ in range(repeats):
+        t = time.perf_counter()
+        session.run(None, feeds)
+        times.append((time.perf_counter() - t) * 1000)
+        if max_seconds is not None and time.perf_counter() - started > max_seconds and len(times) < repeats:
+            truncated = True
+            break
+    stats = percentile_stats(times)
+    stats.update(repeats=len(times), requested_repeats=repeats, warmup=warmup, threads=threads,
+                 batch_size=batch_size, truncated=truncated, load_ms=load_ms,
+                 input_shapes={k: list(v.shape) for k, v in feeds.items()},
+                 providers=session.get_providers())
+    return stats
+
+
+class ModelLoadError(Exception):
+    """onnxruntime could not load the model."""
+
+
+def one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return (text[:500] + "...") if len(text) > 500 else text
+
+
+# -- the device --------------------------------------------------------------------
+
+def _read(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode(errors="replace").replace("\x00", "").strip()
+    except OSError:
+        return ""
+
+
+def device_info() -> dict:
+    """What the device is: CPU model, cores, memory, board, onnxruntime and providers."""
+    cpu = ""
+    for line in _read("/proc/cpuinfo").splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("model name", "Model", "Hardware", "cpu model") and value.strip():
+            cpu = value.strip()
+            if key.strip() == "model name":
+                break
+    memory_mb = None
+    for line in _read("/proc/meminfo").splitlines():
+        if line.startswith("MemTotal:"):
+            memory_mb = int(line.split()[1]) // 1024
+    info = {
+        "hostname": platform.node(), "system": platform.system(), "release": platform.release(),
+        "machine": platform.machine(), "cpu": cpu or platform.processor() or platform.machine(),
+        "board": _read("/proc/device-tree/model") or None,
+        "cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "memory_mb": memory_mb, "python": platform.python_version(), "agent_api": API_VERSION,
+    }
+    try:
+        import numpy
+        import onnxruntime as ort
+        info.update(numpy=numpy.__version__, onnxruntime=ort.__version__,
+                    providers=ort.get_available_providers())
+    except ImportError as e:  # reported, so the client sees why benchmarks fail
+        info.update(onnxruntime=None, providers=[], import_error=str(e))
+    return info

@@ -1,0 +1,120 @@
+"""The agent's command line (`edgeprune agent`, `python -m edgeprune.agent`, or the
+single-file bundle `python3 edgeprune-agent.pyz`), its benchmark child process,
+and `bundle()`, which writes that single file for a device."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import zipfile
+from pathlib import Path
+from typing import Optional
+
+from .bench import API_VERSION, ModelLoadError, benchmark_onnx, one_line
+from .server import DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT, TOKEN_ENV, make_server
+
+_BUNDLED = ("__init__.py", "_lazy.py", "errors.py", "agent/__init__.py", "agent/__main__.py", "agent/bench.py",
+            "agent/main.py", "agent/server.py")
+
+
+def _worker(argv: list[str]) -> int:
+    """`--worker MODEL PARAMS_JSON`: benchmark, print one JSON line."""
+    model_path, params = argv[0], json.loads(argv[1])
+    try:
+        result = benchmark_onnx(model_path, **params)
+    except ModelLoadError as e:
+        print(json.dumps({"error": f"the model failed to load in onnxruntime: {e}", "stage": "load"}))
+        return 3
+    except Exception as e:
+        print(json.dumps({"error": f"the model failed to run: {type(e).__name__}: {one_line(e)}", "stage": "run"}))
+        return 4
+    print(json.dumps(result))
+    return 0
+
+
+def bundle(path: str | os.PathLike) -> Path:
+    """Write the agent as one file, a Python zipapp: copy it to the device and run
+    `python3 edgeprune-agent.pyz --port 8787` (numpy and onnxruntime needed there, not torch)."""
+    root = Path(__file__).resolve().parents[1]
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        for name in _BUNDLED:
+            z.write(root / name, f"edgeprune/{name}")
+        z.writestr("__main__.py", "import sys\nfrom edgeprune.agent.main import main\nsys.exit(main())\n")
+    data = b"#!/usr/bin/env python3\n" + tmp.read_bytes()
+    tmp.unlink()
+    path.write_bytes(data)
+    path.chmod(0o755)
+    return path
+
+
+def build_parser(prog: str = "edgeprune agent") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Benchmark ONNX models on this device for edgeprune "
+                                f"sweeps. The token is read from ${TOKEN_ENV}.")
+    add_arguments(p)
+    return p
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text} must be greater than 0")
+        return value
+    return parse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1; 0.0.0.0 exposes the agent on the network)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any free)")
+    p.add_argument("--max-upload-mb", type=_positive(float), default=DEFAULT_MAX_UPLOAD_MB,
+                   help=f"largest accepted model (default {DEFAULT_MAX_UPLOAD_MB:g} MiB)")
+    p.add_argument("--bench-timeout", type=_positive(float), default=600.0,
+                   help="seconds one benchmark may run, model load included (default 600)")
+    p.add_argument("--queue-timeout", type=_positive(float), default=120.0,
+                   help="seconds a request waits for the running benchmark before 503 (default 120)")
+    p.add_argument("--max-queue", type=_positive(int), default=4, help="requests that may wait at once (default 4)")
+    p.add_argument("--read-timeout", type=_positive(float), default=60.0,
+                   help="seconds of silence from a client before its connection is dropped (default 60)")
+    p.add_argument("--request-timeout", type=_positive(float), default=300.0,
+                   help="seconds a whole request (headers and upload) may take (default 300)")
+    p.add_argument("--max-connections", type=_positive(int), default=8,
+                   help="connections served at once; more get 503 (default 8)")
+    p.add_argument("--bundle", metavar="FILE", help="write the agent as one file (a zipapp) for a device, and exit")
+    p.add_argument("--quiet", action="store_true", help="no request log")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.bundle:
+        print(f"wrote {bundle(args.bundle)}: copy it to the device and run `python3 {Path(args.bundle).name} "
+              "--port 8787` there (numpy and onnxruntime needed, not torch)")
+        return 0
+    server = make_server(args.host, args.port, max_upload_mb=args.max_upload_mb, queue_timeout=args.queue_timeout,
+                         max_queue=args.max_queue, bench_timeout=args.bench_timeout, read_timeout=args.read_timeout,
+                         request_timeout=args.request_timeout, max_connections=args.max_connections,
+                         quiet=args.quiet)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"edgeprune agent: warning: listening on {args.host}: plain HTTP, the token travels in the clear; "
+              "on an untrusted network use an SSH tunnel and the default 127.0.0.1", file=sys.stderr)
+    print(f"edgeprune agent listening on {server.url} (api {API_VERSION}, max upload "
+          f"{args.max_upload_mb:g} MiB)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--worker"]:
+        return _worker(argv[1:])
+    return run(build_parser("python -m edgeprune.agent").parse_args(argv))
