@@ -11,7 +11,7 @@ Every pluggable part is a registry (edgeprune.registry) that plugins extend
     >>> load_results(run_dir)            # pandas DataFrame, one row per trial
 """
 from ._lazy import lazy_getattr
-from .errors import CheckpointError, ConfigError, EdgepruneError, OfflineError
+from .errors import CheckpointError, ConfigError, EdgepruneError, OfflineError, RunError
 
 __version__ = "0.2.0"
 
@@ -26,4 +26,4 @@ __getattr__ = lazy_getattr(__name__, _LAZY)
 
 __all__ = ["SweepConfig", "load_config", "create_model", "list_models", "prune_model", "PruneResult",
            "run_sweep", "ResultStore", "load_results", "report", "RunFolder", "trial_model", "release_trial",
-           "load_model", "EdgepruneError", "ConfigError", "CheckpointError", "OfflineError", "__version__"]
+           "load_model", "EdgepruneError", "ConfigError", "CheckpointError", "OfflineError", "RunError", "__version__"]

@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from .errors import EdgepruneError
+from .errors import EdgepruneError, RunError
 
 
 def _cmd_sweep(args) -> int:
@@ -19,24 +19,37 @@ def _cmd_sweep(args) -> int:
     cfg = load_config(args.config, overrides=overrides, data_dir=args.data_dir, out=args.out,
                       plugins=args.plugin, weights_dir=args.weights_dir)
     progress = SilentProgress() if args.quiet else RichProgress()
-    run_dir = run_sweep(cfg, progress=progress, retry_failed=args.retry_failed)
+    run_dir = run_sweep(cfg, progress=progress, retry_failed=args.retry_failed, extend=args.extend)
     from .run import RunFolder
     with RunFolder(run_dir).store() as store:
         counts = store.counts()
+        failed = store.trials("failed")
+        warned = [t for t in store.trials("done") if t.metrics.get("warning")]
     print(f"run folder: {run_dir}  ({counts['done']} done, {counts['failed']} failed)")
     print(f"next: edgeprune show {run_dir}   |   edgeprune report {run_dir}")
+    if warned:
+        print(f"edgeprune: warning: {len(warned)} trial(s) say so in `show`, the first: {warned[0].model}: "
+              f"{warned[0].metrics['warning']}", file=sys.stderr)
+    if failed:
+        print(f"edgeprune: {len(failed)} trial(s) failed, the first: {failed[0].model} {failed[0].algorithm} "
+              f"{failed[0].rate:g}: {failed[0].error} (`edgeprune show {run_dir}` lists them; --retry-failed "
+              "runs them again)", file=sys.stderr)
+        return 1
     return 0
 
 
 def _cmd_status(args) -> int:
     import time as _time
     from .sweep.status import sweep_status
+    if args.watch is not None and not args.watch > 0:
+        raise EdgepruneError(f"--watch {args.watch:g}: give the seconds between checks, more than 0")
     while True:
         st = sweep_status(args.run)
-        print(st.line())
-        for name, seconds in st.running:
-            print(f"  running: {name} ({seconds:.0f}s)")
-        if not args.watch or st.counts["running"] + st.left == 0:
+        print(st.line(), flush=True)
+        if st.driver_alive:
+            for name, seconds in st.running:
+                print(f"  running: {name} ({seconds:.0f}s)")
+        if not args.watch or st.over:
             return 0
         _time.sleep(args.watch)
 
@@ -71,6 +84,26 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _integer(lo: int, hi: int):
+    """An argparse type: an integer in [lo, hi] (argparse names the option in its error)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{value} is out of range ({lo}..{hi})")
+        return value
+    return parse
+
+
+def _folder_for(path: Optional[str], what: str) -> None:
+    """An output folder may exist or not, but it may not be a file."""
+    from pathlib import Path
+    if path and Path(path).exists() and not Path(path).is_dir():
+        raise EdgepruneError(f"{what} {path!r} is a file; name a folder (it is created if missing)")
+
+
 def _print_report(files) -> None:
     for f in files:
         print(f)
@@ -78,6 +111,7 @@ def _print_report(files) -> None:
 
 def _cmd_report(args) -> int:
     from .report import report, watch_report
+    _folder_for(args.out, "--out")
     out = args.out or f"{args.run}/report"
     if args.watch:
         files = watch_report([args.run], out, interval=args.interval, on_write=_print_report)
@@ -92,6 +126,7 @@ def _cmd_report(args) -> int:
 def _cmd_compare(args) -> int:
     from .report import DEFAULT_COMPARE_DIR, compare, watch_report
     labels = [x.strip() for x in args.labels.split(",")] if args.labels else None
+    _folder_for(args.out, "--out")
     if args.watch:
         watch_report(args.runs, args.out or DEFAULT_COMPARE_DIR, labels, interval=args.interval,
                      on_write=_print_report)
@@ -183,10 +218,17 @@ def _cmd_agent(args) -> int:
 
 def _cmd_latency(args) -> int:
     import json
+    from pathlib import Path
+    if not Path(args.model).is_file():
+        raise EdgepruneError(f"model {args.model!r} not found; give the path of an ONNX file")
     if args.device:
         from .deploy.remote import AgentClient, AgentError
         try:
-            r = AgentClient(args.device, timeout=args.timeout).benchmark(
+            client = AgentClient(args.device, timeout=args.timeout)
+        except ValueError as e:
+            raise EdgepruneError(f"--device: {e}") from None
+        try:
+            r = client.benchmark(
                 args.model, threads=args.threads, warmup=args.warmup, repeats=args.repeats,
                 batch_size=args.batch_size)
         except AgentError as e:
@@ -226,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--executor", help="overrides executor (local, ray, or a plugin's)")
     s.add_argument("--address", help="run on this Ray cluster (implies --executor ray; else $RAY_ADDRESS)")
     s.add_argument("--retry-failed", action="store_true", help="also rerun trials that failed before")
+    s.add_argument("--extend", action="store_true",
+                   help="let an existing run folder take the config's new models, algorithms or rates")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=_cmd_sweep)
 
@@ -276,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--objective", default="accuracy",
                    choices=["accuracy", "accuracy_drop", "latency", "params", "macs", "size"],
                    help="rank the trials that fit by this (default: accuracy)")
-    s.add_argument("--top", type=int, default=5, help="how many to list (default 5)")
+    s.add_argument("--top", type=_integer(1, 100000), default=5, help="how many to list (default 5)")
     s.add_argument("--model", action="append", help="only this model (repeatable)")
     s.add_argument("--algorithm", action="append", help="only this algorithm (repeatable)")
     s.add_argument("--pruned-only", action="store_true", help="leave the unpruned baselines out")
@@ -296,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--torchscript", action="store_true", help="TorchScript (torch.jit.trace)")
     s.add_argument("--pt2", action="store_true", help="torch.export program (model.pt2)")
     s.add_argument("-o", "--output", help="folder for the files (default: RUN/deploy/TRIAL)")
-    s.add_argument("--opset", type=int, help="ONNX opset (default: the run's deploy.opset)")
+    s.add_argument("--opset", type=_integer(9, 23), help="ONNX opset, 9..23 (default: the run's deploy.opset)")
     s.add_argument("--dynamic-batch", dest="dynamic_batch", action="store_true", default=None,
                    help="dynamic batch axis (default: the run's deploy.dynamic_batch)")
     s.add_argument("--static-batch", dest="dynamic_batch", action="store_false", help="batch fixed at 1")
@@ -312,10 +356,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("latency", help="time an ONNX model in onnxruntime here, or on a device's agent")
     s.add_argument("model", help="ONNX file")
     s.add_argument("--device", help="URL of an `edgeprune agent` (token from $EDGEPRUNE_AGENT_TOKEN)")
-    s.add_argument("--threads", type=int, default=1)
-    s.add_argument("--warmup", type=int, default=3)
-    s.add_argument("--repeats", type=int, default=20)
-    s.add_argument("--batch-size", type=int, default=1)
+    s.add_argument("--threads", type=_integer(1, 256), default=1)
+    s.add_argument("--warmup", type=_integer(0, 1000), default=3)
+    s.add_argument("--repeats", type=_integer(1, 10000), default=20)
+    s.add_argument("--batch-size", type=_integer(1, 4096), default=1)
     s.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the agent")
     s.add_argument("--json", action="store_true", help="all statistics as JSON")
     s.set_defaults(fn=_cmd_latency)
@@ -330,18 +374,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Exit codes: 0 done, 1 the run could not go on (or trials failed), 2 bad input,
+    130 interrupted. Every failure is one line on stderr."""
+    import os
     args = build_parser().parse_args(argv)
     try:
         if args.plugin:
             from .registry import load_plugins
             load_plugins(args.plugin)
         return args.fn(args)
+    except RunError as e:
+        print(f"edgeprune: error: {e}", file=sys.stderr)
+        return 1
     except EdgepruneError as e:
         print(f"edgeprune: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("edgeprune: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - a bug of ours, or of a plugin: still one line
+        if os.environ.get("EDGEPRUNE_DEBUG"):
+            raise
+        from .errors import describe_error
+        print(f"edgeprune: unexpected error: {describe_error(e)}; set EDGEPRUNE_DEBUG=1 for the traceback, and "
+              "please report it", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

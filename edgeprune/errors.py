@@ -1,5 +1,6 @@
 """Errors a user can act on. The CLI prints them as one line and exits with code 2
-(bad input) or 1 (a run that failed)."""
+(bad input: EdgepruneError, ConfigError, CheckpointError) or 1 (the run itself could
+not go on: RunError, OfflineError)."""
 
 
 class EdgepruneError(Exception):
@@ -14,7 +15,11 @@ class CheckpointError(EdgepruneError):
     """A checkpoint file is missing, corrupt or does not fit the model."""
 
 
-class OfflineError(EdgepruneError):
+class RunError(EdgepruneError):
+    """The run could not go on (another sweep holds the folder, trials failed, ...)."""
+
+
+class OfflineError(RunError):
     """Something had to be downloaded and the network is not reachable."""
 
 

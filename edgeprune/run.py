@@ -93,9 +93,18 @@ class RunFolder:
                               "made this run folder")
         return load_config(raw, data_dir=data_dir, weights_dir=weights_dir, check_data=check_data)
 
-    def write_config(self, cfg) -> None:
-        """Record the config (atomically: a reader never sees half a file)."""
+    def write_config(self, cfg, merge: bool = False) -> None:
+        """Record the config: what the folder holds (atomically: a reader never sees
+        half a file). With `merge`, the models, algorithms and rates already recorded
+        are kept beside the new ones (a sweep that extends the folder)."""
         self.path.mkdir(parents=True, exist_ok=True)
+        data = cfg.model_dump(mode="json")
+        old = self.raw_config() if merge else None
+        if old:
+            for key, ident in (("models", lambda m: m.get("alias") or m.get("name")), ("algorithms", str),
+                               ("rates", lambda r: (r.get("kind"), r.get("value")))):
+                known = {ident(x) for x in data[key]}
+                data[key] = [x for x in old.get(key, []) if ident(x) not in known] + data[key]
         tmp = self.config_path.with_suffix(".yaml.tmp")
-        tmp.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
+        tmp.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
         tmp.replace(self.config_path)

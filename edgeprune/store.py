@@ -79,6 +79,21 @@ def db_path(run_dir: str | Path) -> Path:
     return Path(run_dir) / DB_NAME
 
 
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """A connection that writes nothing, not even SQLite's -wal / -shm side files:
+    a checkpointed store (no -wal file: no sweep is writing) is opened immutable;
+    while a -wal file exists (a live sweep, or a crash) it is read with it."""
+    uri = path.resolve().as_uri()
+    if not Path(str(path) + "-wal").exists():
+        return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, timeout=30, isolation_level=None)
+    try:
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30, isolation_level=None)
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1")
+        return conn
+    except sqlite3.OperationalError:    # a read-only folder with a crash's -wal left in it
+        return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, timeout=30, isolation_level=None)
+
+
 class ResultStore:
     def __init__(self, path: str | Path, create: bool = True, readonly: bool = False):
         path = Path(path)
@@ -90,8 +105,7 @@ class ResultStore:
         self.path, self.readonly = path, readonly
         try:
             if readonly:
-                self._conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30,
-                                             isolation_level=None)
+                self._conn = _connect_readonly(path)
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self._conn = sqlite3.connect(path, timeout=30, isolation_level=None)

@@ -131,10 +131,15 @@ def test_other_settings_in_the_same_run_folder_are_refused(tiny_cifar, tmp_path)
     changed["finetune"]["lr"] = 0.1
     with pytest.raises(EdgepruneError, match=r"other settings \(finetune.lr: 0.01 -> 0.1\)"):
         run_sweep(load_config(changed))
-    # more rates are fine: the sweep just grows
-    grown = sweep_config(tiny_cifar, tmp_path / "run", baseline=False, rates=[0.5, 0.7])
-    run_sweep(load_config(grown))
+    # other rates are refused unless the folder is to grow; config.yaml then records them all
+    grown = sweep_config(tiny_cifar, tmp_path / "run", baseline=False, rates=[0.7])
+    with pytest.raises(EdgepruneError, match=r"holds other trials than the config names \(1 new trial\(s\), e.g. "
+                                             r"resnet20 l1 @ 0.7; 1 of its trials are not named.*--extend"):
+        run_sweep(load_config(grown))
+    run_sweep(load_config(grown), extend=True)
     assert len(load_results(tmp_path / "run")) == 2
+    recorded = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert [r["value"] for r in recorded["rates"]] == [0.5, 0.7]
 
 
 def test_pretrained_head_is_adapted_once_and_reused(tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
 """Tiny nets for tests, importable as `tiny_models:<factory>` model names."""
+import torch
 import torch.nn as nn
 import torchvision
 
@@ -48,3 +49,24 @@ def always_dies(num_classes: int = 10):
     import os
     import signal
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+class _ConvNeXtBlock(nn.Module):
+    """Depthwise conv, LayerNorm over channels and a Linear MLP, as in ConvNeXt: the
+    conv's channels are coupled with Linear layers."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dw = nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
+        self.norm = nn.LayerNorm(dim)
+        self.fc1, self.fc2 = nn.Linear(dim, 4 * dim), nn.Linear(4 * dim, dim)
+
+    def forward(self, x):
+        y = self.dw(x).permute(0, 2, 3, 1)
+        y = self.fc2(torch.nn.functional.gelu(self.fc1(self.norm(y))))
+        return x + y.permute(0, 3, 1, 2)
+
+
+def tiny_convnext(num_classes: int = 10) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 16, 4, stride=4), _ConvNeXtBlock(16), _ConvNeXtBlock(16),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, num_classes))

@@ -122,6 +122,8 @@ class DatasetConfig(Strict):
     augment: bool = True
     in_memory: bool = Field(True, description="imagefolder: decode once into memory (fast) or stream "
                                               "from disk (for trees larger than memory)")
+    skip_bad_images: bool = Field(False, description="imagefolder: skip (and count) unreadable images instead "
+                                                     "of stopping at the first")
     options: dict = Field(default_factory=dict, description="the dataset's own options (a plugin's)")
 
     @field_validator("normalization")

@@ -39,7 +39,8 @@ for _name in ("cifar10", "cifar100"):
         description=f"{_name.upper()} in torchvision's layout (python pickled batches)"))
 DATASETS.add("imagefolder", DatasetSource(
     check=lambda cfg: imagefolder.check(cfg.root),
-    load=lambda cfg: (imagefolder.load if cfg.in_memory else imagefolder.load_streaming)(cfg.root, cfg.image_size),
+    load=lambda cfg: (imagefolder.load(cfg.root, cfg.image_size, cfg.skip_bad_images) if cfg.in_memory
+                      else imagefolder.load_streaming(cfg.root, cfg.image_size)),
     description="ROOT/train/<class>/ and ROOT/val/<class>/ image trees"))
 
 

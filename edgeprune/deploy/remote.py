@@ -34,7 +34,7 @@ class AgentClient:
                  timeout: float = 600.0, busy_wait: float = 600.0):
         parts = urllib.parse.urlsplit(url if "://" in url else f"http://{url}")
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"agent URL {url!r}: expected http://HOST:PORT")
+            raise ValueError(f"agent URL {url!r}: expected http://HOST:PORT (where `edgeprune agent` listens)")
         self.url = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
         self.token = token if token is not None else os.environ.get(token_env, "")
         self.token_env = token_env

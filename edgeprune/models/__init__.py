@@ -23,7 +23,7 @@ from .weights import IMAGENET_MEAN, IMAGENET_STD, Weights, load_weights, weights
 
 MODELS.fallback = factory_entry
 
-__all__ = ["create_model", "list_models", "model_entry", "classifier_name", "ModelEntry", "Weights",
+__all__ = ["create_model", "check_weights", "list_models", "model_entry", "classifier_name", "ModelEntry", "Weights",
            "register_model", "weights_file", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 
@@ -81,3 +81,19 @@ def create_model(name: str, num_classes: int, pretrained: bool = True, checkpoin
         "mean": mean, "std": std, "num_classes": num_classes,
     }
     return model
+
+
+def check_weights(name: str, num_classes: int, pretrained: bool = True, checkpoint: Optional[str] = None,
+                  weights_dir: Optional[str] = None) -> None:
+    """Fail now, in one line naming the file, if the model's weights cannot be had:
+    a checkpoint that is missing, unreadable or does not fit the architecture, or
+    published weights that are neither in `weights_dir` nor downloadable (they are
+    downloaded into the torch hub cache here, once, when online)."""
+    entry = model_entry(name)
+    if checkpoint:
+        create_model(name, num_classes, pretrained=False, checkpoint=checkpoint)
+    elif pretrained:
+        if not entry.has_pretrained:
+            raise EdgepruneError(f"model {name!r} has no pretrained weights; "
+                                 "set `pretrained: false` or give a `checkpoint:`")
+        weights_file(entry.weights, name, weights_dir)

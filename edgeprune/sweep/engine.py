@@ -1,9 +1,10 @@
 """The sweep engine, the one controller: plan trials, store them, hand the
 unfinished ones to an executor as tasks, and record every event it reports. It
-alone writes the store. Running the same sweep again resumes it.
+alone writes the store, and it holds the run folder's lock while it does. Running
+the same sweep again resumes it.
 
-A start that fails (a bad Ray address, data that cannot be read, a run folder
-holding another sweep) writes nothing.
+A start that fails (a bad Ray address, data that cannot be read, weights that
+cannot be had, a run folder holding another sweep) writes nothing (preflight).
 """
 from __future__ import annotations
 
@@ -16,31 +17,15 @@ import torch
 from ..artifacts import ArtifactStore
 from ..config import SweepConfig
 from ..data import load_dataset
-from ..errors import EdgepruneError
+from ..lock import RunLock
 from ..registry import EXECUTORS
 from ..run import RunFolder
-from ..store import IDENTITY_VERSION, UNFINISHED, ResultStore
+from ..store import IDENTITY_VERSION, ResultStore
+from . import preflight
 from .events import Failed, Finished, Started
 from .executors import SweepJob
 from .plan import TrialTask, plan_tasks, plan_trials, shared_settings
 from .progress import SilentProgress
-
-
-def _first_difference(a, b, path: str = "") -> str:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b)):
-            if a.get(k) != b.get(k):
-                return _first_difference(a.get(k), b.get(k), f"{path}.{k}" if path else k)
-    return f"{path}: {a!r} -> {b!r}"
-
-
-def _check_same_settings(stored: Optional[dict], settings: dict, run: RunFolder) -> None:
-    if stored is not None and stored != settings:
-        diff = _first_difference(stored, settings)
-        hint = (" (this machine fine-tunes in another precision: set finetune.amp to match the run, e.g. "
-                "finetune.amp: off)" if diff.startswith("precision") else "")
-        raise EdgepruneError(f"run folder {str(run.path)!r} holds a sweep with other settings ({diff}){hint}; "
-                             "use another --out, or restore the settings to resume it")
 
 
 class _Recorder:
@@ -82,39 +67,40 @@ class _Recorder:
         self.running.clear()
 
 
-def run_sweep(cfg: SweepConfig, progress: Optional[SilentProgress] = None, retry_failed: bool = False) -> Path:
-    """Run (or resume) the sweep `cfg` describes; returns the run folder."""
+def run_sweep(cfg: SweepConfig, progress: Optional[SilentProgress] = None, retry_failed: bool = False,
+              extend: bool = False) -> Path:
+    """Run (or resume) the sweep `cfg` describes; returns the run folder. `extend`
+    lets a run folder take trials its config did not name (new models, algorithms
+    or rates); RUN/config.yaml then records them all."""
     progress = progress or SilentProgress()
     run = RunFolder(cfg.out)
     specs = plan_trials(cfg)
     settings = shared_settings(cfg)
-    stored, finished = None, {}
-    if run.exists():      # read first: a folder holding another sweep is refused before anything is written
-        with run.store() as store:
-            stored = store.get_meta("settings")
-            identity = store.get_meta("identity_version") or 1
-            previous = {t.trial_id: t for t in store.trials()}
-        if identity != IDENTITY_VERSION:
-            raise EdgepruneError(f"run folder {str(run.path)!r} was made by an edgeprune whose trial ids follow rule "
-                                 f"{identity} (this one: {IDENTITY_VERSION}), so it cannot be resumed; read it "
-                                 "(show, report, export) or start the sweep in another --out")
-        _check_same_settings(stored, settings, run)
-        finished = {i: t.metrics for i, t in previous.items() if t.status == "done"}
-        wanted = UNFINISHED + (("failed",) if retry_failed else ())
-        todo = [s for s in specs if s.trial_id not in previous or previous[s.trial_id].status in wanted]
-    else:
-        todo = list(specs)
+    existing = preflight.read_existing(run)       # a folder holding another sweep is refused before any write
+    preflight.check_resumable(existing, settings, specs, run, extend)
+    preflight.check_device(cfg)
     executor = EXECUTORS.get(cfg.executor)(cfg)  # connects first: a failure there writes nothing
     with closing(executor):
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        data = load_dataset(cfg.dataset, seed=cfg.seed) if todo else None   # unreadable data: nothing written
-        with run.store(readonly=False) as store:
-            if stored is None:
+        data, fingerprint = None, existing.fingerprint
+        if preflight.todo(specs, existing, retry_failed):
+            data = load_dataset(cfg.dataset, seed=cfg.seed)    # unreadable data: nothing written
+            fingerprint = preflight.fingerprint(data)
+            preflight.check_data(existing, fingerprint, run)
+            preflight.check_normalization(cfg, data)
+            preflight.check_models(cfg, preflight.todo(specs, existing, retry_failed), data.num_classes)
+        with RunLock(run.path), run.store(readonly=False) as store:
+            existing = preflight.read_stored(store)           # again, now that the folder is ours
+            todo = preflight.todo(specs, existing, retry_failed)
+            if existing.settings is None:
                 store.set_meta("settings", settings)
                 store.set_meta("identity_version", IDENTITY_VERSION)
-            run.write_config(cfg)
+            if fingerprint is not None and existing.fingerprint is None:
+                store.set_meta("data_fingerprint", fingerprint)
+            run.write_config(cfg, merge=extend and not existing.new)
             store.add_trials(s.to_row() for s in specs)
+            finished = {i: t.metrics for i, t in existing.trials.items() if t.status == "done"}
             by_id = {s.trial_id: s for s in specs}
             tasks = plan_tasks(todo, finished)
             for task in tasks:               # a variants-only task's primary is shown, not stored
@@ -123,6 +109,7 @@ def run_sweep(cfg: SweepConfig, progress: Optional[SilentProgress] = None, retry
             recorder = _Recorder(store, progress, by_id)
             try:
                 if tasks:
+                    data = data or load_dataset(cfg.dataset, seed=cfg.seed)
                     artifacts = ArtifactStore(cfg.storage or run.path) if cfg.save_models else None
                     job = SweepJob(cfg, tasks, settings, run.path, data, artifacts, on_step=progress.step)
                     for event in executor.run(job):

@@ -25,7 +25,7 @@ _DATASET_NOT_IDENTITY = {"root", "download"}
 # older run's settings (and so its trial ids) stay the same and it still resumes.
 _LATER_DEFAULTS = {("quantize",): [NO_VARIANT], ("finetune", "distill"): None,
                    ("measure", "latency_batch_size"): 1, ("measure", "latency_input_size"): None,
-                   ("dataset", "options"): {}}
+                   ("dataset", "options"): {}, ("dataset", "skip_bad_images"): False}
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..config import rate_label
+from ..lock import Holder, driver_alive
 from ..run import RunFolder
 
 
@@ -17,6 +18,13 @@ class SweepStatus:
     running: list[tuple[str, float]]      # (trial, seconds since it started)
     mean_trial_seconds: Optional[float]
     eta_seconds: Optional[float]
+    driver_alive: bool = False
+    driver: Optional[Holder] = None       # who holds (or last held) the run folder
+
+    @property
+    def over(self) -> bool:
+        """Nothing will change unless a sweep is started: done, or no driver alive."""
+        return not self.driver_alive or (self.counts["running"] + self.left == 0)
 
     @property
     def total(self) -> int:
@@ -29,8 +37,17 @@ class SweepStatus:
     def line(self) -> str:
         c = self.counts
         eta = f", ETA {_duration(self.eta_seconds)}" if self.eta_seconds is not None else ""
-        return (f"{c['done']}/{self.total} done, {c['running']} running, {c['failed']} failed, "
-                f"{self.left} left{eta}")
+        line = (f"{c['done']}/{self.total} done, {c['running']} running, {c['failed']} failed, "
+                f"{self.left} left{eta if self.driver_alive else ''}")
+        if self.driver_alive:
+            return line + (f" (sweep: {self.driver.describe()})" if self.driver else "")
+        if c["running"] or self.left:
+            seen = (f"; its last sweep ({self.driver.describe()}) was last seen {_duration(self.driver.age)} ago"
+                    if self.driver else "")
+            return (line + f"; no sweep is running{seen}"
+                    + (f", so its {c['running']} 'running' trial(s) were interrupted" if c["running"] else "")
+                    + ": run the same sweep command to resume")
+        return line
 
 
 def _duration(seconds: float) -> str:
@@ -54,4 +71,5 @@ def sweep_status(run_dir: str | Path) -> SweepStatus:
         parallel = max(1, len(running))
         remaining = counts["pending"] + counts["cancelled"] + len(running) * 0.5
         eta = mean * remaining / parallel
-    return SweepStatus(counts, running, mean, eta)
+    alive, holder = driver_alive(run_dir)
+    return SweepStatus(counts, running, mean, eta, alive, holder)
