@@ -93,6 +93,9 @@ def _task(task: TrialTask, shared: dict, packed_data: dict, artifacts, adapted: 
     rows = dict(outcome.variants)
     if task.record:
         rows = {task.spec.trial_id: outcome.metrics, **rows}
+    node = ray.get_runtime_context().get_node_id()
+    for row in rows.values():       # where it ran: a cluster's nodes can differ in speed
+        row["ray_node"] = node[:12]
     return {"rows": rows, "errors": outcome.errors}
 
 
