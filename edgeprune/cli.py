@@ -66,6 +66,12 @@ def _cmd_show(args) -> int:
 
 
 def _cmd_export(args) -> int:
+    if args.mlflow is not None:
+        from .tracking import export_mlflow
+        r = export_mlflow(args.run, args.mlflow or None, experiment=args.experiment)
+        print(f"MLflow {r.uri}: experiment {r.experiment_id}, sweep run {r.parent_run_id}: {r.created} trial run(s) "
+              f"logged, {r.updated} updated, {r.unchanged} already final")
+        return 0
     from .results import load_results
     df = load_results(args.run)
     text = df.to_json(orient="records", indent=1) if args.json else df.to_csv(index=False)
@@ -290,6 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--csv", action="store_true", help="CSV (the default)")
     fmt.add_argument("--json", action="store_true", help="JSON records")
     s.add_argument("-o", "--output", help="file to write (default: standard output)")
+    s.add_argument("--mlflow", nargs="?", const="", metavar="TRACKING_URI",
+                   help="log every trial to MLflow instead (default URI: $MLFLOW_TRACKING_URI, else "
+                        "sqlite:///mlflow.db); again later updates, never duplicates")
+    s.add_argument("--experiment", help="MLflow experiment (default: the sweep's name)")
     s.set_defaults(fn=_cmd_export)
 
     s = sub.add_parser("report", help="write the HTML report of a run (report.html) and its PNG/SVG figures")

@@ -27,6 +27,8 @@ METRICS: dict[str, Metric] = {m.key: m for m in [
            "onnxruntime)", "higher"),
     Metric("accuracy_pruned", "acc pruned %", "fraction", "top-1 test accuracy right after pruning, before "
            "fine-tuning", "higher"),
+    Metric("accuracy_recalibrated", "acc recal %", "fraction", "top-1 test accuracy right after pruning and "
+           "BatchNorm recalibration (prune.recalibrate_bn), before fine-tuning", "higher"),
     Metric("base_accuracy", "acc orig %", "fraction", "top-1 test accuracy of the unpruned (head-adapted) model "
            "before fine-tuning", "higher"),
     Metric("baseline_accuracy", "acc base %", "fraction", "accuracy of the same model's unpruned baseline trial "
@@ -55,6 +57,7 @@ METRICS: dict[str, Metric] = {m.key: m for m in [
     Metric("layer_rate", "layer rate", "float", "per-layer rate applied (searched for params/macs targets)"),
     Metric("input_size", "input px", "int", "side of the square input images"),
     Metric("prune_seconds", "prune s", "seconds", "wall time of the pruning step"),
+    Metric("recalibrate_seconds", "recal s", "seconds", "wall time of the BatchNorm recalibration"),
     Metric("finetune_seconds", "fine-tune s", "seconds", "wall time of fine-tuning"),
     Metric("finetune_steps", "steps", "int", "optimiser steps of this trial's fine-tuning"),
     Metric("finetune_epochs", "epochs", "float", "epochs of this trial's fine-tuning"),
@@ -63,7 +66,7 @@ METRICS: dict[str, Metric] = {m.key: m for m in [
 
 # the columns of `show` / recommend in order of importance: the first ones always fit
 SHOW_ORDER = ["accuracy", "params", "latency_ms", "param_reduction", "macs", "mac_reduction", "accuracy_pruned",
-              "size_bytes", "latency_p90_ms", "sparsity", "finetune_seconds"]
+              "accuracy_recalibrated", "size_bytes", "latency_p90_ms", "sparsity", "finetune_seconds"]
 
 
 def metric(key: str) -> Metric:

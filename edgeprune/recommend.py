@@ -169,8 +169,12 @@ class Recommendation:
                  **{k: fmt(k, r[k], empty="–") for k in keys}} for _, r in self.shown.iterrows()]
         lines.append(f"{len(self.ranked)} of {len(self.candidates)} meet it"
                      + (f"; the best {len(self.shown)}:" if len(self.ranked) > len(self.shown) else ":"))
+        table = fit_table(rows, columns, console_width, wide)
         console = Console(width=console_width, record=True, file=_NullIO(), highlight=False, color_system=None)
-        console.print(fit_table(rows, columns, console_width, wide))
+        if wide:
+            console = Console(width=max(console_width, table.natural_width), record=True, file=_NullIO(),
+                              highlight=False, color_system=None)
+        console.print(table)
         lines += [ln.rstrip() for ln in console.export_text().rstrip().splitlines()]
         if self.latency_labels:
             lines.append(f"latency: {'; '.join(self.latency_labels)}")

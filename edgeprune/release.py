@@ -203,8 +203,9 @@ def _plain(v):
     return None if isinstance(v, float) and math.isnan(v) else v
 
 
-def _write_card(result: ReleaseResult, run: RunFolder, record: TrialRecord, cfg, norm: dict, size: int,
-                num_classes: int, real: bool) -> None:
+def card_data(run: RunFolder, record: TrialRecord, cfg, norm: dict, size: int, num_classes: Optional[int],
+              files: dict, checks: dict, checked_on: str, problems: list[str]) -> dict:
+    """The model card of a finished trial, as data (model_card.json)."""
     from . import __version__
     from .results import load_results
     m, spec = record.metrics, record.spec
@@ -214,7 +215,7 @@ def _write_card(result: ReleaseResult, run: RunFolder, record: TrialRecord, cfg,
     model_spec = spec.get("model", {})
     weights = (f"checkpoint {model_spec['checkpoint']}" if model_spec.get("checkpoint") else
                "published pretrained weights" if model_spec.get("pretrained") else "random initialisation")
-    card = {
+    return {
         "trial": {"id": record.trial_id, "run": str(run.path.resolve()), "sweep": cfg.name,
                   "finished_at": _dt.datetime.fromtimestamp(record.finished_at).isoformat(timespec="seconds")
                   if record.finished_at else None},
@@ -242,17 +243,35 @@ def _write_card(result: ReleaseResult, run: RunFolder, record: TrialRecord, cfg,
         "finetune": {**settings.get("finetune", {}), "steps_run": m.get("finetune_steps"),
                      "epochs_run": m.get("finetune_epochs"), "seconds": m.get("finetune_seconds")},
         "files": {k: {"file": p.name, "load": _LOAD[k].format(f=p.name),
-                      **({"max_abs_diff": result.checks[k].get("max_abs_diff")} if k in result.checks else {})}
-                  for k, p in result.files.items() if k in _LOAD},
-        "checked_on": "test images" if real else "random inputs (the data set could not be read)",
-        "layer_channels": lc, "problems": result.problems,
+                      **({"max_abs_diff": checks[k].get("max_abs_diff")} if k in checks else {})}
+                  for k, p in files.items() if k in _LOAD},
+        "checked_on": checked_on, "layer_channels": lc, "problems": problems,
         "exported_by": {"edgeprune": __version__, "torch": torch.__version__,
                         "at": _dt.datetime.now().isoformat(timespec="seconds")},
     }
-    result.card = card
-    (result.out_dir / "model_card.json").write_text(json.dumps(card, indent=1, default=_plain) + "\n")
+
+
+def render_card(card: dict, baseline: bool) -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        text = _card_template().render(c=card, baseline=record.algorithm == BASELINE)
-    (result.out_dir / "model_card.md").write_text(text)
+        return _card_template().render(c=card, baseline=baseline)
+
+
+def model_card(run: RunFolder, record: TrialRecord) -> tuple[dict, str]:
+    """A finished trial's card from what the run recorded (no files, no model built)."""
+    m = record.metrics
+    lc = m.get("layer_channels") or {}
+    card = card_data(run, record, run.config(check_data=False), m.get("normalization") or {},
+                     int(m.get("input_size") or 32), int(list(lc.values())[-1][1]) if lc else None, {}, {},
+                     "nothing (no files released)", [])
+    return card, render_card(card, record.algorithm == BASELINE)
+
+
+def _write_card(result: ReleaseResult, run: RunFolder, record: TrialRecord, cfg, norm: dict, size: int,
+                num_classes: int, real: bool) -> None:
+    card = card_data(run, record, cfg, norm, size, num_classes, result.files, result.checks,
+                     "test images" if real else "random inputs (the data set could not be read)", result.problems)
+    result.card = card
+    (result.out_dir / "model_card.json").write_text(json.dumps(card, indent=1, default=_plain) + "\n")
+    (result.out_dir / "model_card.md").write_text(render_card(card, record.algorithm == BASELINE))
     result.files["card"] = result.out_dir / "model_card.md"

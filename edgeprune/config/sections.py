@@ -111,6 +111,14 @@ class TargetLayers(Strict):
     exclude: list[str] = []
 
 
+class PruneConfig(Strict):
+    """How the pruning step runs (what it prunes to is `rates`, which layers `target`)."""
+    recalibrate_bn: int = Field(20, ge=0, le=10_000, description="batches that re-estimate BatchNorm statistics "
+                                                                "right after pruning (0: off)")
+    timeout_s: Optional[float] = Field(600.0, gt=0, le=86_400, description="the most seconds Torch-Pruning's "
+                                       "group search may take before the trial fails (None: no limit)")
+
+
 class DatasetConfig(Strict):
     name: Registered(DATASETS) = "cifar10"
     root: str = "data"

@@ -8,8 +8,8 @@ from pydantic import Field, field_validator, model_validator
 
 from ..errors import EdgepruneError
 from ..registry import ALGORITHMS, EXECUTORS, MODELS, VARIANTS, load_plugins
-from .sections import (DatasetConfig, DeployConfig, FinetuneConfig, MeasureConfig, ModelSpec, PruneTarget, RateRange,
-                       RayConfig, Registered, Strict, TargetLayers, parse_target, registered)
+from .sections import (DatasetConfig, DeployConfig, FinetuneConfig, MeasureConfig, ModelSpec, PruneConfig,
+                       PruneTarget, RateRange, RayConfig, Registered, Strict, TargetLayers, parse_target, registered)
 
 NO_VARIANT = "none"    # the quantize value of a trial that is its own fine-tuned model
 
@@ -34,6 +34,7 @@ class SweepConfig(Strict):
     baseline: bool = True
     round_to: Optional[int] = Field(None, gt=0, le=4096, description="round kept channels to a multiple of this")
     target: TargetLayers = Field(default_factory=TargetLayers)   # factories: their validators read registries
+    prune: PruneConfig = Field(default_factory=PruneConfig)
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     measure: MeasureConfig = Field(default_factory=MeasureConfig)

@@ -58,6 +58,7 @@ def fit_table(rows: list[dict[str, str]], columns: list[Column], width: int, wid
             used += need(c)
     present.sort(key=columns.index)
     table = Table(title=title or None, header_style="bold", box=None, pad_edge=False, show_edge=False)
+    table.natural_width = sum(need(c) for c in present)      # what it takes not to cut a cell
     for c in present:
         table.add_column(c.header, justify="right" if c.right else "left", no_wrap=True)
     for i, r in enumerate(rows):
@@ -81,10 +82,18 @@ def trials_table(trials: list[TrialRecord], title: str = "", width: int = 120, w
     return fit_table([_cells(t) for t in trials], columns, width, wide, title, styles)
 
 
+def print_table(table: Table, console: Optional[Console] = None, wide: bool = False) -> None:
+    """Print a fitted table; a `wide` one as wide as it needs, not cut to the terminal."""
+    console = console or Console()
+    if wide:
+        console = Console(width=max(console.width, getattr(table, "natural_width", 0)), file=console.file)
+    console.print(table)
+
+
 def print_trials(trials: list[TrialRecord], title: str = "", console: Optional[Console] = None,
                  wide: bool = False) -> None:
     console = console or Console()
-    console.print(trials_table(trials, title, width=console.width, wide=wide))
+    print_table(trials_table(trials, title, width=console.width, wide=wide), console, wide)
     for t in trials:
         if t.status == "failed" and t.error:
             console.print(f"[red]failed[/] {t.trial_id[:8]} {t.model} {t.algorithm}: {t.error}", highlight=False,

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from ..artifacts import ArtifactStore, exists, read_bytes
-from ..config import DatasetConfig, DeployConfig, FinetuneConfig, MeasureConfig, TargetLayers
+from ..config import DatasetConfig, DeployConfig, FinetuneConfig, MeasureConfig, PruneConfig, TargetLayers
 from ..data import BatchLoader, DataSplits, make_loader, resolve_normalization
 from ..deploy.backends import make_backends
 from ..deploy.files import TrialArtifacts, resized
@@ -26,7 +26,7 @@ from ..measure import count_macs, count_params, evaluate
 from ..models import create_model
 from ..prune import saved
 from ..train import finetune
-from .plan import TrialSpec
+from .plan import TrialSpec, with_old_behaviour
 
 
 @dataclass
@@ -79,8 +79,11 @@ class TrialContext:
     def __init__(self, settings: dict, data: DataSplits, run_dir: str | Path,
                  on_step: Optional[Callable[[int, int, float], None]] = None,
                  artifacts: Optional[ArtifactStore] = None, adapted_states: Optional[dict] = None,
-                 device: str = "auto", weights_dir: Optional[str] = None):
+                 device: str = "auto", weights_dir: Optional[str] = None, prune_timeout: Optional[float] = None):
         self.settings = settings
+        settings = with_old_behaviour(settings)
+        self.prune = PruneConfig(**settings["prune"])
+        self.prune_timeout = prune_timeout
         self.dataset = DatasetConfig(**settings["dataset"])
         precision = settings.get("precision", "fp32")
         # the precision is part of the trial's identity: it decides, not the machine

@@ -24,7 +24,7 @@ from ..store import IDENTITY_VERSION, ResultStore
 from . import preflight
 from .events import Failed, Finished, Started
 from .executors import SweepJob
-from .plan import TrialTask, plan_tasks, plan_trials, shared_settings
+from .plan import TrialTask, adopt_stored, plan_tasks, plan_trials, shared_settings
 from .progress import SilentProgress
 
 
@@ -74,9 +74,12 @@ def run_sweep(cfg: SweepConfig, progress: Optional[SilentProgress] = None, retry
     or rates); RUN/config.yaml then records them all."""
     progress = progress or SilentProgress()
     run = RunFolder(cfg.out)
+    existing = preflight.read_existing(run)       # a folder holding another sweep is refused before any write
+    cfg, notes = adopt_stored(cfg.model_copy(deep=True), existing.settings)
+    for note in notes:
+        progress.note(note)
     specs = plan_trials(cfg)
     settings = shared_settings(cfg)
-    existing = preflight.read_existing(run)       # a folder holding another sweep is refused before any write
     preflight.check_resumable(existing, settings, specs, run, extend)
     preflight.check_device(cfg)
     executor = EXECUTORS.get(cfg.executor)(cfg)  # connects first: a failure there writes nothing

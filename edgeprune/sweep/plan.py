@@ -20,12 +20,14 @@ from ..config import BASELINE, NO_VARIANT, SweepConfig, rate_label
 # scheduled do not change a result.
 _NOT_IDENTITY = {"out", "name", "executor", "threads", "ray", "storage", "save_models", "device", "models",
                  "algorithms", "rates", "baseline", "plugins", "weights_dir"}
-_DATASET_NOT_IDENTITY = {"root", "download"}
-# Settings added after run folders existed: left out while at their defaults, so an
-# older run's settings (and so its trial ids) stay the same and it still resumes.
-_LATER_DEFAULTS = {("quantize",): [NO_VARIANT], ("finetune", "distill"): None,
-                   ("measure", "latency_batch_size"): 1, ("measure", "latency_input_size"): None,
-                   ("dataset", "options"): {}, ("dataset", "skip_bad_images"): False}
+_NESTED_NOT_IDENTITY = {("dataset", "root"), ("dataset", "download"), ("prune", "timeout_s")}
+# Settings added after run folders existed, with the value that reproduces what runs
+# did before: left out of the identity at that value, so an older run's settings (and
+# so its trial ids) stay the same and it still resumes. Where the new default is
+# another value, a resumed older run keeps the old one (adopt_stored).
+OLD_BEHAVIOUR = {("quantize",): [NO_VARIANT], ("finetune", "distill"): None,
+                 ("measure", "latency_batch_size"): 1, ("measure", "latency_input_size"): None,
+                 ("dataset", "options"): {}, ("dataset", "skip_bad_images"): False, ("prune", "recalibrate_bn"): 0}
 
 
 @dataclass(frozen=True)
@@ -116,20 +118,56 @@ def resolved_precision(cfg: SweepConfig) -> str:
 def shared_settings(cfg: SweepConfig) -> dict:
     """The settings that define what a result means; a run folder holds one set."""
     d = cfg.model_dump(mode="json", exclude=_NOT_IDENTITY)
-    for key in _DATASET_NOT_IDENTITY:
-        d["dataset"].pop(key, None)
-    for path, default in _LATER_DEFAULTS.items():
+    for section, key in _NESTED_NOT_IDENTITY:
+        d[section].pop(key, None)
+    for path, old in OLD_BEHAVIOUR.items():
         *parents, key = path
         node = d
         for part in parents:
             node = node.get(part, {})
-        if key in node and node[key] == default:
+        if key in node and node[key] == old:
             del node[key]
+    if d.get("prune") == {}:
+        del d["prune"]
     if "deploy" in d and d["deploy"] == type(cfg.deploy)().model_dump(mode="json"):
         del d["deploy"]
     if resolved_precision(cfg) != "fp32":     # fp32 runs keep the ids they had before precision was recorded
         d["precision"] = resolved_precision(cfg)
     return d
+
+
+def with_old_behaviour(settings: dict) -> dict:
+    """`settings` with every key the identity leaves out at its old value put back:
+    what a trial must run with (settings of old and new run folders alike)."""
+    out = json.loads(json.dumps(settings))
+    for path, old in OLD_BEHAVIOUR.items():
+        *parents, key = path
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node.setdefault(key, old)
+    return out
+
+
+def adopt_stored(cfg: SweepConfig, stored: Optional[dict]) -> tuple[SweepConfig, list[str]]:
+    """A run folder made before a setting existed resumes with the behaviour it was
+    made with: for each such setting the config leaves at its default, the old value
+    is used (and said). Settings the config sets on purpose are kept (and then the
+    folder refuses them as other settings)."""
+    if stored is None:
+        return cfg, []
+    notes = []
+    for path, old in OLD_BEHAVIOUR.items():
+        *parents, key = path
+        node, section = stored, cfg
+        for part in parents:
+            node, section = node.get(part, {}) if isinstance(node, dict) else {}, getattr(section, part)
+        if key in node or key in section.model_fields_set or getattr(section, key) == old:
+            continue
+        section.__dict__[key] = old
+        notes.append(f"{'.'.join(path)}: {old!r} (this run folder predates the setting; its trials keep "
+                     "what they did)")
+    return cfg, notes
 
 
 def plan_trials(cfg: SweepConfig) -> list[TrialSpec]:

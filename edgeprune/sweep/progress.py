@@ -13,6 +13,7 @@ class SilentProgress:
     """The progress interface; does nothing (library use, tests)."""
 
     def start(self, total: int, already_done: int) -> None: ...
+    def note(self, text: str) -> None: ...
     def task_started(self, task: TrialTask) -> None: ...
     def step(self, trial_id: str, step: int, total: int, epoch: float) -> None: ...
     def task_finished(self, task: TrialTask, results: Results) -> None: ...
@@ -32,6 +33,9 @@ class RichProgress(SilentProgress):
         self.rows: dict[str, int] = {}   # ... and how many trials each runs
         self.names: dict[int, str] = {}
         self.failed = 0
+
+    def note(self, text: str) -> None:
+        self.console.print(f"[yellow]note[/] {text}", highlight=False)
 
     def start(self, total: int, already_done: int) -> None:
         self.progress.start()

@@ -22,7 +22,8 @@ from ..errors import EdgepruneError, first_line
 from ..measure import count_macs, count_params, evaluate, model_size_bytes
 from ..prune import prune_model
 from ..registry import ALGORITHMS, VARIANTS
-from ..train import finetune
+from ..train import finetune, recalibrate_bn
+from .limits import time_limit
 from ..config import NO_VARIANT
 from .context import TrialContext, UnprunedModel
 from .plan import TrialSpec
@@ -87,15 +88,22 @@ def _prune(t: _Trial, ctx: TrialContext) -> None:
         loader = ctx.train_loader(base, spec.seed, augment=False)
         calibration = [b for _, b in zip(range(CALIBRATION_BATCHES), loader)]
     target = ctx.target
-    result = prune_model(base.model, spec.algorithm, spec.rate, base.input_size, kind=spec.target_kind,
-                         layers=target.layers, include=target.include, exclude=target.exclude,
-                         round_to=ctx.round_to, seed=spec.seed, calibration=calibration)
+    with time_limit(ctx.prune_timeout, f"pruning {spec.model_label} ({spec.algorithm} at {spec.rate_label})",
+                    "raise prune.timeout_s, or target fewer layers"):
+        result = prune_model(base.model, spec.algorithm, spec.rate, base.input_size, kind=spec.target_kind,
+                             layers=target.layers, include=target.include, exclude=target.exclude,
+                             round_to=ctx.round_to, seed=spec.seed, calibration=calibration)
     result.model.edgeprune_history = result.history
     t.model = ctx.on_device(result.model)
     t.metrics.update(accuracy_pruned=evaluate(t.model, ctx.test_loader(base)), prune_seconds=result.seconds,
                      channel_ratio=result.channel_ratio, layer_rate=result.layer_rate,
                      structured=result.structured,
                      layer_channels={n: list(c) for n, c in result.layer_channels.items()})
+    if ctx.prune.recalibrate_bn and result.structured:
+        seconds = recalibrate_bn(t.model, ctx.train_loader(base, spec.seed), ctx.prune.recalibrate_bn)
+        if seconds:
+            t.metrics.update(accuracy_recalibrated=evaluate(t.model, ctx.test_loader(base)),
+                             recalibrate_seconds=seconds, recalibrate_batches=ctx.prune.recalibrate_bn)
     if result.sparsity is not None:
         t.metrics["sparsity"] = result.sparsity
     if result.removed_nothing:

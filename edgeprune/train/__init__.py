@@ -2,5 +2,6 @@
 (edgeprune.registry.OPTIMIZERS: sgd, adamw, or a plugin's)."""
 from .finetune import FinetuneResult, finetune, planned_steps
 from .optim import warmup_cosine
+from .recalibrate import recalibrate_bn
 
-__all__ = ["finetune", "FinetuneResult", "planned_steps", "warmup_cosine"]
+__all__ = ["finetune", "FinetuneResult", "planned_steps", "warmup_cosine", "recalibrate_bn"]

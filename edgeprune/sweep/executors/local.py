@@ -18,7 +18,7 @@ class LocalExecutor:
 
     def run(self, job) -> Iterator[Event]:
         ctx = TrialContext(job.settings, job.data, job.run_dir, artifacts=job.artifacts, device=job.cfg.device,
-                           weights_dir=job.cfg.weights_dir)
+                           weights_dir=job.cfg.weights_dir, prune_timeout=job.cfg.prune.timeout_s)
         for task in job.tasks:
             yield Started(task)
             ctx.on_step = lambda s, t, e, trial=task.trial_ids[0]: job.on_step(trial, s, t, e)

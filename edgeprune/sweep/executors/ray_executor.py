@@ -71,7 +71,7 @@ def _context(shared: dict, packed_data: dict, artifacts=None) -> TrialContext:
         # a worker given no GPU by Ray sees none (CUDA_VISIBLE_DEVICES), so "auto" picks the CPU
         _CONTEXTS[key] = TrialContext(shared["settings"], unpack(packed_data), shared["run_dir"],
                                       artifacts=artifacts, device=shared["device"],
-                                      weights_dir=shared["weights_dir"])
+                                      weights_dir=shared["weights_dir"], prune_timeout=shared["prune_timeout"])
     return _CONTEXTS[key]
 
 
@@ -158,6 +158,7 @@ class RayExecutor:
         rc = job.cfg.ray
         shared = {"settings": job.settings, "run_dir": str(job.run_dir), "device": job.cfg.device,
                   "weights_dir": job.cfg.weights_dir, "threads": max(1, int(rc.cpus_per_trial)),
+                  "prune_timeout": job.cfg.prune.timeout_s,
                   "plugins": plugin_snapshot()}
         options = dict(num_cpus=rc.cpus_per_trial, num_gpus=rc.gpus_per_trial, max_retries=rc.max_retries)
         data_ref = ray.put(pack(job.data))
