@@ -8,7 +8,7 @@ stop the grid; its error text is recorded.
 
     PYTHONPATH=. python bench/seed_grid.py [--out bench/results/seed_grid.json]
         [--models googlenet resnet50 ...] [--algorithms l1 l2 fpgm]
-        [--rates 0.1 0.2 ...] [--size 224] [--num-classes 10]
+        [--rates 0.1 0.2 ...] [--size 224] [--num-classes 10] [--layers conv2d linear]
 
 The JSON file is rewritten after every model, so a partial grid survives an
 interruption.
@@ -90,12 +90,12 @@ def check_forward(model: torch.nn.Module, size: int, num_classes: int) -> dict:
     return out
 
 
-def run_cell(model, name, algorithm, rate, size, num_classes, base_params, base_macs) -> dict:
-    cell = {"model": name, "algorithm": algorithm, "rate": rate, "ok": False, "stage": "prune",
-            "params_before": base_params, "macs_before": base_macs}
+def run_cell(model, name, algorithm, rate, size, num_classes, base_params, base_macs, layers=("conv2d",)) -> dict:
+    cell = {"model": name, "algorithm": algorithm, "rate": rate, "layers": list(layers), "ok": False,
+            "stage": "prune", "params_before": base_params, "macs_before": base_macs}
     result = None
     try:
-        result = prune_model(model, algorithm, rate, input_size=size)
+        result = prune_model(model, algorithm, rate, input_size=size, layers=layers)
         cell["prune_seconds"] = result.seconds
         cell["channel_ratio"] = result.channel_ratio
         cell["stage"] = "measure"
@@ -192,6 +192,7 @@ def main(argv=None) -> int:
     p.add_argument("--rates", nargs="+", type=float, default=DEFAULT_RATES)
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--layers", nargs="+", default=["conv2d"], help="target layer types (default conv2d)")
     args = p.parse_args(argv)
 
     out = Path(args.out)
@@ -209,7 +210,8 @@ def main(argv=None) -> int:
             "created": _dt.datetime.now().isoformat(timespec="seconds"),
             "complete": done,
             "config": {"models": args.models, "algorithms": args.algorithms, "rates": args.rates,
-                       "size": args.size, "num_classes": args.num_classes, "pretrained": False},
+                       "size": args.size, "num_classes": args.num_classes, "pretrained": False,
+                       "layers": args.layers},
             "machine": info,
             "wall_seconds": time.perf_counter() - started,
             "models": models_meta,
@@ -238,7 +240,7 @@ def main(argv=None) -> int:
         print(f"[{name}] params {base_params:,}  MACs {base_macs:,}", flush=True)
         for a in args.algorithms:
             for r in args.rates:
-                cell = run_cell(model, name, a, r, args.size, args.num_classes, base_params, base_macs)
+                cell = run_cell(model, name, a, r, args.size, args.num_classes, base_params, base_macs, args.layers)
                 cells.append(cell)
                 if cell["ok"]:
                     print(f"  {a:<5} {r:.1f}  ok  params -{100 * cell['param_reduction']:5.1f}%  "

@@ -16,8 +16,12 @@ def _cmd_sweep(args) -> int:
         overrides.append(f"executor={args.executor}")
     if args.address:
         overrides += ["executor=ray", f"ray.address={args.address}"]
+    if args.smoke:
+        overrides += SMOKE
     cfg = load_config(args.config, overrides=overrides, data_dir=args.data_dir, out=args.out,
                       plugins=args.plugin, weights_dir=args.weights_dir)
+    if args.smoke:      # random weights: nothing to download, nothing to adapt
+        cfg.models = [m.model_copy(update={"pretrained": False, "checkpoint": None}) for m in cfg.models]
     progress = SilentProgress() if args.quiet else RichProgress()
     run_dir = run_sweep(cfg, progress=progress, retry_failed=args.retry_failed, extend=args.extend)
     from .run import RunFolder
@@ -36,6 +40,13 @@ def _cmd_sweep(args) -> int:
               "runs them again)", file=sys.stderr)
         return 1
     return 0
+
+
+# `sweep --smoke`: does the config run? Random weights, one step of 8 images per trial,
+# a few hundred images, each model at its smallest input, no latency, no downloads.
+SMOKE = ["dataset.train_fraction=0.004", "dataset.test_fraction=0.01", "dataset.image_size=32", "dataset.download=false",
+         "finetune.max_steps=1", "finetune.batch_size=8", "finetune.adapt_epochs=0", "prune.recalibrate_bn=1",
+         "measure.latency=false", "measure.eval_batch_size=100", "weights_dir=null"]
 
 
 def _cmd_status(args) -> int:
@@ -274,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--executor", help="overrides executor (local, ray, or a plugin's)")
     s.add_argument("--address", help="run on this Ray cluster (implies --executor ray; else $RAY_ADDRESS)")
     s.add_argument("--retry-failed", action="store_true", help="also rerun trials that failed before")
+    s.add_argument("--smoke", action="store_true",
+                   help="check that the config runs: random weights, one tiny step per trial, no latency")
     s.add_argument("--extend", action="store_true",
                    help="let an existing run folder take the config's new models, algorithms or rates")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
