@@ -11,13 +11,11 @@ from .errors import EdgepruneError, RunError
 def _cmd_sweep(args) -> int:
     from .config import load_config
     from .sweep import RichProgress, SilentProgress, run_sweep
-    overrides = list(args.set)
+    overrides = (SMOKE if args.smoke else []) + list(args.set)      # the user's --set wins over --smoke's
     if args.executor:
         overrides.append(f"executor={args.executor}")
     if args.address:
         overrides += ["executor=ray", f"ray.address={args.address}"]
-    if args.smoke:
-        overrides += SMOKE
     cfg = load_config(args.config, overrides=overrides, data_dir=args.data_dir, out=args.out,
                       plugins=args.plugin, weights_dir=args.weights_dir)
     if args.smoke:      # random weights: nothing to download, nothing to adapt
@@ -169,7 +167,7 @@ def _cmd_recommend(args) -> int:
         max_accuracy_drop=None if args.max_accuracy_drop is None else parse_points(args.max_accuracy_drop,
                                                                                    "--max-accuracy-drop"),
         objective=args.objective, top=args.top, include_baseline=not args.pruned_only,
-        models=args.model or None, algorithms=args.algorithm or None)
+        models=args.model or None, algorithms=args.algorithm or None, all_budgets=args.all_budgets)
     rec.exported = bool(args.export)
     if args.json:
         print(json.dumps(rec.to_dict(), indent=1))
@@ -186,6 +184,16 @@ def _cmd_recommend(args) -> int:
               + ", ".join(f.name for f in result.files.values()), file=sys.stderr)
         for problem in result.problems:
             print(f"warning: {problem}", file=sys.stderr)
+    return 0
+
+
+def _cmd_refine(args) -> int:
+    from .sweep import RichProgress, SilentProgress, refine
+    ids = refine(args.run, trials=args.trials or (), top=args.top, epochs=args.epochs,
+                 progress=SilentProgress() if args.quiet else RichProgress(), data_dir=args.data_dir,
+                 executor=args.executor)
+    print(f"refined {len(ids)} trial(s) into {args.run}: {', '.join(i[:8] for i in ids)}")
+    print(f"next: edgeprune show {args.run}   |   edgeprune recommend {args.run} ...")
     return 0
 
 
@@ -292,6 +300,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(fn=_cmd_sweep)
 
+    s = sub.add_parser("refine", help="fine-tune chosen finished trials further (default: the accuracy-vs-MACs "
+                       "Pareto front), as new rows linked to them")
+    s.add_argument("run", help="run folder")
+    pick = s.add_mutually_exclusive_group()
+    pick.add_argument("--top", type=_integer(1, 10000), help="the K most accurate trials of the Pareto front")
+    pick.add_argument("--trials", nargs="+", metavar="ID", help="these trials (id prefixes)")
+    s.add_argument("--epochs", type=float, default=1.0, help="epochs each refinement adds (default 1)")
+    s.add_argument("--executor", help="local, ray, ... (default: the run's)")
+    s.add_argument("--data-dir", help="dataset root, if it moved since the sweep")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(fn=_cmd_refine)
+
     s = sub.add_parser("status", help="progress of a sweep (also one running in another terminal)")
     s.add_argument("run", help="run folder")
     s.add_argument("--watch", type=float, metavar="SECONDS", help="repeat every SECONDS until it ends")
@@ -347,6 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", action="append", help="only this model (repeatable)")
     s.add_argument("--algorithm", action="append", help="only this algorithm (repeatable)")
     s.add_argument("--pruned-only", action="store_true", help="leave the unpruned baselines out")
+    s.add_argument("--all-budgets", action="store_true",
+                   help="rank screened trials beside their refinements (default: each by its best budget)")
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
     s.add_argument("--wide", action="store_true", help="every column, whatever the terminal's width")
     s.add_argument("--export", metavar="DIR",

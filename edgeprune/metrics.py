@@ -61,6 +61,8 @@ METRICS: dict[str, Metric] = {m.key: m for m in [
     Metric("finetune_seconds", "fine-tune s", "seconds", "wall time of fine-tuning"),
     Metric("finetune_steps", "steps", "int", "optimiser steps of this trial's fine-tuning"),
     Metric("finetune_epochs", "epochs", "float", "epochs of this trial's fine-tuning"),
+    Metric("chain_steps", "total steps", "int", "fine-tune steps from the unpruned model to this one: its own, "
+           "plus its parents' in a cascade or a refinement"),
     Metric("trial_seconds", "trial s", "seconds", "wall time of the whole trial"),
 ]}
 

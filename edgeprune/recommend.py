@@ -220,7 +220,8 @@ def recommend(run_dirs: str | Path | Sequence[str | Path], *, max_latency_ms: Op
               max_size_bytes: Optional[float] = None, min_accuracy: Optional[float] = None,
               max_accuracy_drop: Optional[float] = None, objective: str = "accuracy", top: int = 5,
               include_baseline: bool = True, models: Optional[Sequence[str]] = None,
-              algorithms: Optional[Sequence[str]] = None, labels: Optional[Sequence[str]] = None) -> Recommendation:
+              algorithms: Optional[Sequence[str]] = None, labels: Optional[Sequence[str]] = None,
+              all_budgets: bool = False) -> Recommendation:
     """The finished trials of one or more runs that meet every given constraint,
     best first by `objective` (accuracy, accuracy_drop, latency, params, macs, size).
 
@@ -264,6 +265,12 @@ def recommend(run_dirs: str | Path | Sequence[str | Path], *, max_latency_ms: Op
     if failed:
         notes.append(f"{failed} failed trial(s) left out")
     cand = df[(df["status"] == "done") & df["accuracy"].notna()]
+    if not all_budgets:      # a trial refined further is ranked by its best (largest) budget: the refinement
+        superseded = set(cand.loc[cand["stage"] == "refine", "parent"].dropna())
+        if superseded:
+            notes.append(f"{len(superseded & set(cand['trial_id']))} screened trial(s) ranked by their refinement "
+                         "(--all-budgets ranks every row)")
+            cand = cand[~cand["trial_id"].isin(superseded)]
     if not include_baseline:
         cand = cand[cand["algorithm"] != BASELINE]
     if cand.empty:

@@ -10,7 +10,7 @@ metric the trials stored, then the derived columns:
                      run's seeds, else the model's accuracy before fine-tuning)
   accuracy_drop      baseline_accuracy - accuracy
   series             the model, prefixed by the run in a comparison
-  name               "resnet20 l1 0.5" (+ "seed N" when seeds differ)
+  name               "resnet20 l1 0.5" (+ "seed N" when seeds differ, "refined" for a refinement)
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from .run import RunFolder
 from .store import TrialRecord
 
 IDENTITY = ["run", "key", "trial_id", "position", "model", "algorithm", "target_kind", "rate", "rate_label", "seed",
-            "status", "error", "attempts"]
+            "strategy", "stage", "parent", "status", "error", "attempts"]
 TEXT_METRICS = ("model_path", "onnx_path", "latency_backend", "size_kind", "quantize", "fp32_trial_id", "warning")
 DERIVED = ("baseline_accuracy", "accuracy_drop")
 
@@ -46,6 +46,8 @@ def trials_frame(records: Iterable[TrialRecord], run: str = "") -> pd.DataFrame:
         row = {"run": run, "key": f"{run}/{t.trial_id}", "trial_id": t.trial_id, "position": t.position,
                "model": t.model, "algorithm": t.algorithm, "target_kind": t.target_kind, "rate": float(t.rate),
                "rate_label": rate_label(t.algorithm, t.target_kind, t.rate), "seed": int(t.seed),
+               "strategy": t.spec.get("settings", {}).get("strategy", "independent"),
+               "stage": t.spec.get("stage", "prune"), "parent": t.spec.get("parent"),
                "status": t.status, "error": t.error or "", "attempts": t.attempts}
         for k in schema:
             v = t.metrics.get(k)
@@ -88,7 +90,8 @@ def derive(df: pd.DataFrame, multi_run: bool = False) -> pd.DataFrame:
     seeds = df["seed"].nunique() > 1
     df["name"] = [f"{r.series} {r.algorithm if r.algorithm != BASELINE else ''} "
                   f"{r.rate_label if r.algorithm != BASELINE else 'baseline'}".replace("  ", " ")
-                  + (f" seed {r.seed}" if seeds else "") for r in df.itertuples()]
+                  + (f" seed {r.seed}" if seeds else "") + (" refined" if r.stage == "refine" else "")
+                  for r in df.itertuples()]
     return df
 
 

@@ -22,7 +22,7 @@ def test_seed_paper_config_runs_in_smoke_mode(tiny_cifar, tmp_path, capsys):
     ends, random weights: the config's own settings otherwise."""
     args = ["sweep", str(EXAMPLES / "seed_paper.yaml"), "--smoke", "--data-dir", str(tiny_cifar),
             "--out", str(tmp_path / "run"), "--quiet", "--set", "models=[alexnet, mobilenet_v2]",
-            "--set", "rates=[0.1, 0.8]"]
+            "--set", "rates=[0.1, 0.8]", "--set", "dataset.train_fraction=0.1"]   # the test data is small
     assert main(args) == 0, capsys.readouterr().err
     df = load_results(tmp_path / "run")
     assert (df["status"] == "done").all() and len(df) == 6

@@ -31,6 +31,9 @@ class SweepConfig(Strict):
     weights_dir: Optional[str] = Field(None, description="a folder of published weight files (offline use)")
     algorithms: list[str] = ["l1"]
     rates: list[PruneTarget] = Field(default_factory=lambda: [PruneTarget(value=v) for v in RateRange().values()])
+    strategy: Literal["independent", "cascade"] = Field(
+        "independent", description="independent: every rate from the unpruned model (the published protocol); "
+                                   "cascade: each rate from the previous rate's fine-tuned model")
     baseline: bool = True
     round_to: Optional[int] = Field(None, gt=0, le=4096, description="round kept channels to a multiple of this")
     target: TargetLayers = Field(default_factory=TargetLayers)   # factories: their validators read registries

@@ -33,6 +33,9 @@ class PruneRequest:
     round_to: Optional[int] = None
     seed: int = 0
     calibration: Optional[list] = None       # (images, labels) batches, for pruners that need data
+    # per-layer rates relative to the layers' present channels, when they differ (a cascade
+    # link prunes its parent down to a fraction of the ORIGINAL channels); None: `rate` everywhere
+    layer_ratios: Optional[dict[str, float]] = None
 
 
 class Pruner:
@@ -59,7 +62,7 @@ class CriterionPruner(Pruner):
     def __call__(self, model, rate, request):
         return prune_by_criterion(model, self.criterion, rate, request.example_inputs, request.layers,
                                   request.include, request.exclude, round_to=request.round_to, seed=request.seed,
-                                  calibration=request.calibration)
+                                  calibration=request.calibration, layer_ratios=request.layer_ratios)
 
 
 # choose(model, rate, request) -> {layer name: original output channels to remove, or a keep-mask}

@@ -15,9 +15,11 @@ MAX_RATE = 0.95
 
 
 def search_layer_rate(model: nn.Module, goal: float, prune_at: Callable[[nn.Module, float], PruneResult],
-                      cost: Callable[[nn.Module], float], what: str, max_steps: int = 16) -> PruneResult:
-    """The pruned copy of `model` whose reduction of `cost` is closest to `goal`."""
-    base = cost(model)
+                      cost: Callable[[nn.Module], float], what: str, max_steps: int = 16,
+                      base: float | None = None) -> PruneResult:
+    """The pruned copy of `model` whose reduction of `cost` (against `base`, default
+    `model`'s own cost) is closest to `goal`."""
+    base = cost(model) if base is None else base
 
     def attempt(rate: float) -> tuple[float, PruneResult]:
         result = prune_at(copy.deepcopy(model), rate)

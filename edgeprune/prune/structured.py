@@ -92,8 +92,10 @@ def _result(model, algorithm, rate, before, targets, ledger, graph) -> PruneResu
 
 def prune_by_criterion(model: nn.Module, criterion: Criterion, rate: float, example_inputs: torch.Tensor,
                        layers=("conv2d",), include=(), exclude=(), round_to: Optional[int] = None,
-                       seed: int = 0, calibration: Optional[Iterable] = None) -> PruneResult:
-    """Remove `rate` of the output channels of every targeted layer, in place."""
+                       seed: int = 0, calibration: Optional[Iterable] = None,
+                       layer_ratios: Optional[Mapping[str, float]] = None) -> PruneResult:
+    """Remove `rate` of the output channels of every targeted layer (or each layer's
+    own rate in `layer_ratios`, by name), in place."""
     targets, ignored, roots = _graph_args(model, layers, include, exclude)
     before = out_channels(model)
     grad_sq = {}
@@ -103,9 +105,12 @@ def prune_by_criterion(model: nn.Module, criterion: Criterion, rate: float, exam
         grad_sq = accumulate_gradients(model, calibration)
     model.eval()
     importance = FilterImportance(criterion, seed, names={m: n for n, m in model.named_modules()}, grad_sq=grad_sq)
+    modules = dict(model.named_modules())
+    by_layer = {modules[n]: r for n, r in (layer_ratios or {}).items() if n in modules}
     pruner = tp.pruner.MetaPruner(
-        model, example_inputs, importance=importance, pruning_ratio=rate, ignored_layers=ignored,
-        root_module_types=roots, round_to=round_to, customized_pruners=dict(LAYER_PRUNERS))
+        model, example_inputs, importance=importance, pruning_ratio=rate if layer_ratios is None else 0.0,
+        pruning_ratio_dict=by_layer or None, ignored_layers=ignored, root_module_types=roots, round_to=round_to,
+        customized_pruners=dict(LAYER_PRUNERS))
     importance.bns = following_batchnorms(pruner.DG)
     ledger = _ChannelLedger(model, pruner.DG)
     for group in pruner.step(interactive=True):

@@ -108,8 +108,12 @@ def rate_order(df: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(p.rate_label for p in pairs))
 
 
-def _done(df: pd.DataFrame, *cols: str) -> pd.DataFrame:
+def _done(df: pd.DataFrame, *cols: str, screened: bool = False) -> pd.DataFrame:
+    """Finished trials with the columns given; `screened`: leave refinements out
+    (their x would repeat their source's)."""
     d = df[df["status"] == "done"]
+    if screened and "stage" in d:
+        d = d[d["stage"] != "refine"]
     for c in cols:
         d = d[d[c].notna()]
     return d
@@ -121,7 +125,7 @@ def metric_vs_rate(df: pd.DataFrame, metric: str, ytitle: str, title: str, fig_i
     """A panel per algorithm, a line per series (model, or run · model) through the
     mean over seeds (bars: one standard deviation), starting at its baseline (rate 0).
     Global-target trials (params=/macs=) are left out: their x is another quantity."""
-    done = _done(df, metric)
+    done = _done(df, metric, screened=True)
     if done.empty:
         return empty(fig_id, "no finished trials yet")
     pruned = done[(done["algorithm"] != BASELINE) & (done["target_kind"] == "channels")]
@@ -174,12 +178,15 @@ def tradeoff(df: pd.DataFrame, cost: str, fig_id: str) -> Figure:
             panel.traces.append(Trace(list(front[cost] * scale), list(100 * front["accuracy"]),
                                       "Pareto front" + (f" · {run}" if multi_run else ""), "step", FRONT_COLOR,
                                       keys=list(front["key"]), hover=hover(front)))
-    for (algo, s), g in sorted(d.groupby(["algorithm", "series"]), key=lambda kv: (kv[0][0] == BASELINE, kv[0])):
+    d = d.assign(refined=(d["stage"] == "refine") if "stage" in d else False)
+    groups = sorted(d.groupby(["algorithm", "series", "refined"]), key=lambda kv: (kv[0][0] == BASELINE, kv[0]))
+    for (algo, s, refined), g in groups:
         base = algo == BASELINE      # the baselines last in the legend
         name = ((f"baseline · {s}" if multi_series else "baseline (unpruned)") if base else
-                (f"{algo} · {s}" if multi_series else algo))
+                (f"{algo} · {s}" if multi_series else algo)) + (" refined" if refined else "")
+        symbol = "star" if base else ("diamond-open" if refined else symbols[s])   # refined: screened points' sequel
         panel.traces.append(Trace(list(g[cost] * scale), list(100 * g["accuracy"]), name, "markers", colors[algo],
-                                  "star" if base else symbols[s], 17 if base else 9, keys=list(g["key"]),
+                                  symbol, 17 if base else 11 if refined else 9, keys=list(g["key"]),
                                   hover=hover(g), group="baseline" if base else algo))
     lo, hi = (d[cost] * scale).min(), (d[cost] * scale).max()
     panel.xlog = bool(lo > 0 and hi / lo > 20)
@@ -190,7 +197,7 @@ def algorithms_at_rate(df: pd.DataFrame, fig_id: str) -> Figure:
     """A panel per series: for every rate the accuracy of each algorithm side by side
     (mean over seeds, bars: standard deviation, small dots: the seeds), the
     baseline as a dotted line."""
-    done = _done(df, "accuracy")
+    done = _done(df, "accuracy", screened=True)
     pruned = done[done["algorithm"] != BASELINE]
     if pruned.empty:
         return empty(fig_id, "no finished pruned trials yet")

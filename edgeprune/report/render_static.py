@@ -14,7 +14,7 @@ from .figures import Figure, Trace  # noqa: E402
 FORMATS = ("png", "svg")
 _MARKERS = {"circle": "o", "square": "s", "diamond": "D", "triangle-up": "^", "cross": "P", "x": "X",
             "triangle-down": "v", "pentagon": "p", "hexagon": "h", "star": "*", "star-square": "s",
-            "triangle-left": "<", "triangle-right": ">"}
+            "triangle-left": "<", "triangle-right": ">", "diamond-open": "d"}
 
 
 def _color(c):

@@ -32,7 +32,7 @@ class Column:
 
 def identity_columns(*extra: str) -> list[Column]:
     names = {"trial": "trial", "model": "model", "algorithm": "algo", "rate": "rate", "status": "status",
-             "rank": "#", "run": "run", "seed": "seed"}
+             "rank": "#", "run": "run", "seed": "seed", "made": "made"}
     return [Column(k, names[k], right=k in ("rank", "seed"), always=True) for k in extra]
 
 
@@ -47,8 +47,8 @@ def fit_table(rows: list[dict[str, str]], columns: list[Column], width: int, wid
     def need(c: Column) -> int:
         return max([len(c.header)] + [len(r.get(c.key, "")) for r in rows]) + _GAP
 
-    present = [c for c in columns if c.always and (not c.right or c.key in ("rank", "seed") or
-                                                   any(r.get(c.key) for r in rows))]
+    present = [c for c in columns if c.always and (c.key in ("rank", "seed", "trial", "model", "algorithm", "rate",
+                                                            "status") or any(r.get(c.key) for r in rows))]
     used = sum(need(c) for c in present)
     for c in columns:
         if c.always or not any(r.get(c.key) for r in rows):
@@ -68,16 +68,23 @@ def fit_table(rows: list[dict[str, str]], columns: list[Column], width: int, wid
     return table
 
 
+def made(t: TrialRecord) -> str:
+    """How a trial was made: '' (independent), 'cascade', 'refine +2ep'."""
+    if t.spec.get("stage") == "refine":
+        return f"refine +{t.spec.get('budget') or 0:g}ep"
+    return "cascade" if t.spec.get("settings", {}).get("strategy") == "cascade" else ""
+
+
 def _cells(t: TrialRecord) -> dict[str, str]:
     cells = {"trial": t.trial_id[:8], "model": t.model, "algorithm": t.algorithm,
              "rate": "-" if t.algorithm == BASELINE else rate_label(t.algorithm, t.target_kind, t.rate),
-             "status": t.status}
+             "made": made(t), "status": t.status}
     cells.update({k: fmt(k, t.metrics.get(k)) for k in SHOW_ORDER})
     return cells
 
 
 def trials_table(trials: list[TrialRecord], title: str = "", width: int = 120, wide: bool = False) -> Table:
-    columns = identity_columns("trial", "model", "algorithm", "rate", "status") + metric_columns()
+    columns = identity_columns("trial", "model", "algorithm", "rate", "made", "status") + metric_columns()
     styles = [{"status": _STATUS_STYLE[t.status]} if t.status in _STATUS_STYLE else {} for t in trials]
     return fit_table([_cells(t) for t in trials], columns, width, wide, title, styles)
 

@@ -4,7 +4,8 @@ from .engine import run_sweep
 from .plan import TrialSpec, TrialTask, plan_tasks, plan_trials, shared_settings
 from .progress import RichProgress, SilentProgress
 from .rebuild import trial_model
+from .refine import refine
 from .trial import TrialOutcome, run_trial
 
 __all__ = ["run_sweep", "plan_trials", "plan_tasks", "shared_settings", "TrialSpec", "TrialTask", "run_trial",
-           "TrialOutcome", "TrialContext", "UnprunedModel", "RichProgress", "SilentProgress", "trial_model"]
+           "TrialOutcome", "TrialContext", "UnprunedModel", "RichProgress", "SilentProgress", "trial_model", "refine"]

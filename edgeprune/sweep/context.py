@@ -217,12 +217,14 @@ class TrialContext:
         return {f.name: store.put_bytes(f"onnx/{f.name}", f.read_bytes()) for f in files}
 
     # -- saved models ------------------------------------------------------------
+    def model_bytes(self, spec: TrialSpec, model: nn.Module, base: UnprunedModel) -> bytes:
+        """The trial's model in the format that loads without running code."""
+        return saved.dumps(model, getattr(model, "edgeprune_history", []), spec.model, base.input_size)
+
     def save_model(self, spec: TrialSpec, model: nn.Module, base: UnprunedModel) -> str:
-        """Write the trial's model (RUN/models/ID.pt, or under `storage:`) in the
-        format that loads without running code; returns where."""
+        """Write the trial's model (RUN/models/ID.pt, or under `storage:`); returns where."""
         store = self.artifacts or ArtifactStore(self.run_dir)
-        data = saved.dumps(model, getattr(model, "edgeprune_history", []), spec.model, base.input_size)
-        return store.put_bytes(f"models/{spec.trial_id}.pt", data)
+        return store.put_bytes(f"models/{spec.trial_id}.pt", self.model_bytes(spec, model, base))
 
     @staticmethod
     def load_saved(uri: Optional[str]) -> Optional[nn.Module]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from contextlib import closing
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 
@@ -24,15 +24,15 @@ from ..store import IDENTITY_VERSION, ResultStore
 from . import preflight
 from .events import Failed, Finished, Started
 from .executors import SweepJob
-from .plan import TrialTask, adopt_stored, plan_tasks, plan_trials, shared_settings
+from .plan import TrialSpec, TrialTask, adopt_stored, plan_tasks, plan_trials, shared_settings
 from .progress import SilentProgress
 
 
 class _Recorder:
     """Turns executor events into store writes and progress."""
 
-    def __init__(self, store: ResultStore, progress: SilentProgress, by_id: dict):
-        self.store, self.progress, self.by_id = store, progress, by_id
+    def __init__(self, store: ResultStore, progress: SilentProgress, by_id: dict, models: ArtifactStore):
+        self.store, self.progress, self.by_id, self.models = store, progress, by_id, models
         self.running: dict[str, TrialTask] = {}
 
     def __call__(self, event) -> None:
@@ -45,6 +45,10 @@ class _Recorder:
             return
         self.running.pop(task.trial_ids[0], None)
         if isinstance(event, Finished):
+            tid = task.spec.trial_id
+            if event.model is not None and tid in event.rows and "model_path" not in event.rows[tid]:
+                # kept for the trials that start from it: the driver writes it, workers need no shared disk
+                event.rows[tid]["model_path"] = self.models.put_bytes(f"models/{tid}.pt", event.model)
             self.store.finish(event.rows)
             for trial_id, error in event.errors.items():
                 self.store.mark_failed(trial_id, error)
@@ -68,17 +72,18 @@ class _Recorder:
 
 
 def run_sweep(cfg: SweepConfig, progress: Optional[SilentProgress] = None, retry_failed: bool = False,
-              extend: bool = False) -> Path:
+              extend: bool = False, extra: Sequence[TrialSpec] = ()) -> Path:
     """Run (or resume) the sweep `cfg` describes; returns the run folder. `extend`
     lets a run folder take trials its config did not name (new models, algorithms
-    or rates); RUN/config.yaml then records them all."""
+    or rates); RUN/config.yaml then records them all. `extra` are trials beyond the
+    config's (refinements: edgeprune.sweep.refine)."""
     progress = progress or SilentProgress()
     run = RunFolder(cfg.out)
     existing = preflight.read_existing(run)       # a folder holding another sweep is refused before any write
     cfg, notes = adopt_stored(cfg.model_copy(deep=True), existing.settings)
     for note in notes:
         progress.note(note)
-    specs = plan_trials(cfg)
+    specs = plan_trials(cfg) + [s for s in extra]
     settings = shared_settings(cfg)
     preflight.check_resumable(existing, settings, specs, run, extend)
     preflight.check_device(cfg)
@@ -105,16 +110,20 @@ def run_sweep(cfg: SweepConfig, progress: Optional[SilentProgress] = None, retry
             store.add_trials(s.to_row() for s in specs)
             finished = {i: t.metrics for i, t in existing.trials.items() if t.status == "done"}
             by_id = {s.trial_id: s for s in specs}
-            tasks = plan_tasks(todo, finished)
+            # cascade links and refinements keep their models: children start from them, refine and deploy
+            # need no retraining
+            keep = frozenset({s.trial_id for s in specs if s.parent} | {s.parent for s in specs if s.parent})
+            tasks = plan_tasks(todo, finished, keep)
             for task in tasks:               # a variants-only task's primary is shown, not stored
                 by_id.setdefault(task.spec.trial_id, task.spec)
             progress.start(total=len(specs), already_done=len(specs) - len(todo))
-            recorder = _Recorder(store, progress, by_id)
+            recorder = _Recorder(store, progress, by_id, ArtifactStore(cfg.storage or run.path))
             try:
                 if tasks:
                     data = data or load_dataset(cfg.dataset, seed=cfg.seed)
                     artifacts = ArtifactStore(cfg.storage or run.path) if cfg.save_models else None
-                    job = SweepJob(cfg, tasks, settings, run.path, data, artifacts, on_step=progress.step)
+                    job = SweepJob(cfg, tasks, settings, run.path, data, artifacts, on_step=progress.step,
+                                   finished=finished)
                     for event in executor.run(job):
                         recorder(event)
             except KeyboardInterrupt:

@@ -3,6 +3,7 @@ the engine alone turns them into store writes and progress."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 from .plan import TrialTask
 
@@ -17,6 +18,7 @@ class Finished:
     task: TrialTask
     rows: dict[str, dict]                       # trial id -> metrics, every recorded row that succeeded
     errors: dict[str, str] = field(default_factory=dict)   # variant trial id -> why it failed
+    model: Optional[bytes] = None               # the kept model (task.keep_model), for the engine to write
 
 
 @dataclass

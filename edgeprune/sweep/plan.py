@@ -27,7 +27,11 @@ _NESTED_NOT_IDENTITY = {("dataset", "root"), ("dataset", "download"), ("prune", 
 # another value, a resumed older run keeps the old one (adopt_stored).
 OLD_BEHAVIOUR = {("quantize",): [NO_VARIANT], ("finetune", "distill"): None,
                  ("measure", "latency_batch_size"): 1, ("measure", "latency_input_size"): None,
-                 ("dataset", "options"): {}, ("dataset", "skip_bad_images"): False, ("prune", "recalibrate_bn"): 0}
+                 ("dataset", "options"): {}, ("dataset", "skip_bad_images"): False, ("prune", "recalibrate_bn"): 0,
+                 ("strategy",): "independent"}
+
+
+PRUNE, REFINE = "prune", "refine"     # a trial's stage
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,9 @@ class TrialSpec:
     seed: int
     settings: dict        # the shared settings every trial of the sweep uses
     quantize: str = NO_VARIANT  # a variant of the fine-tuned model (int8), or none
+    parent: Optional[str] = None    # the trial whose fine-tuned model this one starts from (cascade, refine)
+    stage: str = PRUNE              # prune (and fine-tune) | refine (fine-tune the parent's model further)
+    budget: Optional[float] = None  # refine: the epochs it adds
 
     @property
     def model_label(self) -> str:
@@ -57,10 +64,16 @@ class TrialSpec:
         return replace(self, quantize=NO_VARIANT)
 
     @property
+    def is_refinement(self) -> bool:
+        return self.stage == REFINE
+
+    @property
     def trial_id(self) -> str:
         d = asdict(self)
-        if d["quantize"] == NO_VARIANT:   # unquantized trials keep the ids they had before the dimension existed
-            del d["quantize"]
+        # fields at their defaults are left out: trials keep the ids they had before the fields existed
+        for key, default in (("quantize", NO_VARIANT), ("parent", None), ("stage", PRUNE), ("budget", None)):
+            if d[key] == default:
+                del d[key]
         blob = json.dumps(d, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -70,7 +83,8 @@ class TrialSpec:
 
     def describe(self) -> str:
         what = "baseline" if self.is_baseline else f"{self.algorithm} @ {self.rate_label}"
-        return f"{self.model_label} {what}" + (f" {self.quantize}" if self.is_variant else "")
+        return (f"{self.model_label} {what}" + (f" {self.quantize}" if self.is_variant else "")
+                + (f" refined +{self.budget:g} epochs" if self.is_refinement else ""))
 
     def to_row(self) -> dict:
         # a variant is its own line in tables and figures: "resnet20 int8" beside "resnet20"
@@ -95,6 +109,11 @@ class TrialTask:
     variants: tuple[TrialSpec, ...] = field(default_factory=tuple)
     record: bool = True
     trained: Optional[dict] = None
+    keep_model: bool = False        # its fine-tuned model is kept (a later trial starts from it)
+
+    @property
+    def parent(self) -> Optional[str]:
+        return self.spec.parent
 
     @property
     def trial_ids(self) -> list[str]:
@@ -171,7 +190,9 @@ def adopt_stored(cfg: SweepConfig, stored: Optional[dict]) -> tuple[SweepConfig,
 
 
 def plan_trials(cfg: SweepConfig) -> list[TrialSpec]:
-    """Every trial of the sweep, in plan order (a variant right after its twin)."""
+    """Every trial of the sweep, in plan order (a variant right after its twin). In a
+    cascade, each model x algorithm x target kind is a chain in increasing rate: a
+    link's parent is the link before it."""
     settings = shared_settings(cfg)
     trials = []
     for m in cfg.models:
@@ -179,24 +200,35 @@ def plan_trials(cfg: SweepConfig) -> list[TrialSpec]:
         if cfg.baseline:
             trials += [TrialSpec(model, BASELINE, "channels", 0.0, cfg.seed, settings, q) for q in cfg.quantize]
         for algorithm in cfg.algorithms:
-            for target in cfg.rates:
-                trials += [TrialSpec(model, algorithm, target.kind, target.value, cfg.seed, settings, q)
-                           for q in cfg.quantize]
+            rates = cfg.rates
+            if cfg.strategy == "cascade":
+                kinds = list(dict.fromkeys(r.kind for r in rates))
+                rates = sorted(rates, key=lambda r: (kinds.index(r.kind), r.value))
+            parent = None
+            for i, target in enumerate(rates):
+                if cfg.strategy == "cascade" and i and rates[i - 1].kind != target.kind:
+                    parent = None                    # another target kind: another chain
+                link = TrialSpec(model, algorithm, target.kind, target.value, cfg.seed, settings, parent=parent)
+                trials += [replace(link, quantize=q) for q in cfg.quantize]
+                if cfg.strategy == "cascade":
+                    parent = link.trial_id
     return trials
 
 
-def plan_tasks(todo: list[TrialSpec], finished: Optional[dict[str, dict]] = None) -> list[TrialTask]:
+def plan_tasks(todo: list[TrialSpec], finished: Optional[dict[str, dict]] = None,
+               parents: frozenset = frozenset()) -> list[TrialTask]:
     """Group the trials to run into tasks: each trained trial with its variants, in
-    plan order. `finished` maps done trial ids to their metrics: a variant whose
-    twin is done starts from the twin's saved model."""
+    plan order (a parent before its children). `finished` maps done trial ids to
+    their metrics: a variant whose twin is done starts from the twin's saved model.
+    Trials in `parents` keep their fine-tuned model for the trials that start from it."""
     finished = finished or {}
     todo_ids = {s.trial_id for s in todo}
     tasks: dict[str, TrialTask] = {}
     for s in todo:
         twin = s.trained_twin()
         task = tasks.get(twin.trial_id) or TrialTask(twin, (), twin.trial_id in todo_ids,
-                                                     finished.get(twin.trial_id))
+                                                     finished.get(twin.trial_id), twin.trial_id in parents)
         if s.is_variant:
-            task = TrialTask(task.spec, task.variants + (s,), task.record, task.trained)
+            task = replace(task, variants=task.variants + (s,))
         tasks[twin.trial_id] = task
     return list(tasks.values())

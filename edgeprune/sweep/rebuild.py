@@ -14,7 +14,7 @@ from ..data import load_dataset
 from ..run import RunFolder
 from .context import TrialContext
 from .plan import TrialSpec
-from .trial import run_trial
+from .trial import Parent, run_trial
 
 
 def trial_model(run_dir: str | Path, trial_id: str, data_dir: Optional[str] = None,
@@ -25,11 +25,22 @@ def trial_model(run_dir: str | Path, trial_id: str, data_dir: Optional[str] = No
     record = run.find_trial(trial_id)
     spec = TrialSpec.from_dict(record.spec).trained_twin()
     cfg = run.config(data_dir=data_dir, weights_dir=weights_dir, check_data=False)
-    saved = record.metrics.get("model_path")
-    if saved:
-        model = TrialContext.load_saved(saved)
+    rows = {t.trial_id: t for t in run.trials()}
+    twin = rows.get(spec.trial_id, record)
+    ctx = None
+    chain = [twin]      # back to the nearest trial whose model was kept (or the unpruned model)
+    while True:
+        model = TrialContext.load_saved(chain[-1].metrics.get("model_path"))
         if model is not None:
-            return model
-    data = load_dataset(cfg.dataset, seed=cfg.seed)
-    ctx = TrialContext(spec.settings, data, run.path, device="cpu", weights_dir=cfg.weights_dir)
-    return run_trial(spec, ctx).model.eval()
+            break
+        parent = chain[-1].spec.get("parent")
+        if not parent:
+            model = None
+            break
+        chain.append(rows[parent])
+    for link in reversed(chain[:-1] if model is not None else chain):
+        ctx = ctx or TrialContext(link.spec["settings"], load_dataset(cfg.dataset, seed=cfg.seed), run.path,
+                                  device="cpu", weights_dir=cfg.weights_dir)
+        start = Parent(model, rows[link.spec["parent"]].metrics) if link.spec.get("parent") else None
+        model = run_trial(TrialSpec.from_dict(link.spec).trained_twin(), ctx, parent=start).model
+    return model.eval()

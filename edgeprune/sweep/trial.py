@@ -37,6 +37,14 @@ class TrialOutcome:
     metrics: dict                                     # the trained trial's row
     variants: dict[str, dict] = field(default_factory=dict)   # variant trial id -> its row
     errors: dict[str, str] = field(default_factory=dict)      # variant trial id -> why it failed
+    model_bytes: Optional[bytes] = None               # the model in edgeprune's file format, when it is kept
+
+
+@dataclass
+class Parent:
+    """The trial a cascade link or a refinement starts from: its fine-tuned model and row."""
+    model: nn.Module
+    metrics: dict
 
 
 @dataclass
@@ -50,21 +58,35 @@ class _Trial:
 
 
 def run_trial(spec: TrialSpec, ctx: TrialContext, variants: Sequence[TrialSpec] = (),
-              trained: Optional[dict] = None) -> TrialOutcome:
+              trained: Optional[dict] = None, parent: Optional[Parent] = None,
+              keep_model: bool = False) -> TrialOutcome:
     """Run the trial `spec` and make its `variants` from its model. With `trained`
     (the metrics of the same trial, already done), the fine-tuned model is its saved
-    one, and only the variants are made; without a saved model it is trained again."""
+    one, and only the variants are made; without a saved model it is trained again.
+    A cascade link or a refinement starts from `parent`. With `keep_model`, the
+    outcome carries the model as a file's bytes (for the trials that start from it)."""
     t = _start(spec, ctx)
     reused = ctx.load_saved((trained or {}).get("model_path")) if trained else None
     if reused is not None:
         t.model, t.metrics = reused, dict(trained)
     else:
-        _prune(t, ctx)
-        _finetune(t, ctx)
+        if spec.is_refinement:
+            _continue(t, ctx, parent)
+        else:
+            _prune(t, ctx, parent)
+        _finetune(t, ctx, epochs=spec.budget if spec.is_refinement else None)
         _measure(t, ctx)
         t.metrics["trial_seconds"] = time.perf_counter() - t.started
+        if parent is not None:
+            t.metrics.update(parent=spec.parent, chain_steps=parent.metrics.get("chain_steps",
+                                                                                 parent.metrics.get("finetune_steps", 0))
+                             + t.metrics["finetune_steps"])
+        else:
+            t.metrics["chain_steps"] = t.metrics["finetune_steps"]
     outcome = TrialOutcome(t.model, t.metrics)
     _variants(t, ctx, variants, outcome)
+    if keep_model:
+        outcome.model_bytes = ctx.model_bytes(spec, t.model, t.base)
     return outcome
 
 
@@ -76,7 +98,18 @@ def _start(spec: TrialSpec, ctx: TrialContext) -> _Trial:
         "params_base": base.params, "macs_base": base.macs, "adapted": base.adapted})
 
 
-def _prune(t: _Trial, ctx: TrialContext) -> None:
+def _continue(t: _Trial, ctx: TrialContext, parent: Optional[Parent]) -> None:
+    """A refinement prunes nothing: it fine-tunes its parent's model further."""
+    if parent is None:
+        raise EdgepruneError(f"refining needs the model of trial {t.spec.parent}, which is not available")
+    t.model = ctx.on_device(copy.deepcopy(parent.model))
+    t.model.edgeprune_history = list(getattr(parent.model, "edgeprune_history", []))
+    keep = ("layer_channels", "channel_ratio", "layer_rate", "structured", "sparsity", "prune_seconds")
+    t.metrics.update({k: parent.metrics[k] for k in keep if k in parent.metrics})
+    t.metrics["accuracy_pruned"] = parent.metrics.get("accuracy")     # where it starts: the parent's result
+
+
+def _prune(t: _Trial, ctx: TrialContext, parent: Optional[Parent] = None) -> None:
     spec, base = t.spec, t.base
     if spec.is_baseline:
         t.model = ctx.on_device(copy.deepcopy(base.model))
@@ -88,12 +121,17 @@ def _prune(t: _Trial, ctx: TrialContext) -> None:
         loader = ctx.train_loader(base, spec.seed, augment=False)
         calibration = [b for _, b in zip(range(CALIBRATION_BATCHES), loader)]
     target = ctx.target
+    source = base.model if parent is None else parent.model     # a cascade link prunes its parent further
     with time_limit(ctx.prune_timeout, f"pruning {spec.model_label} ({spec.algorithm} at {spec.rate_label})",
                     "raise prune.timeout_s, or target fewer layers"):
-        result = prune_model(base.model, spec.algorithm, spec.rate, base.input_size, kind=spec.target_kind,
+        result = prune_model(source, spec.algorithm, spec.rate, base.input_size, kind=spec.target_kind,
                              layers=target.layers, include=target.include, exclude=target.exclude,
-                             round_to=ctx.round_to, seed=spec.seed, calibration=calibration)
-    result.model.edgeprune_history = result.history
+                             round_to=ctx.round_to, seed=spec.seed, calibration=calibration,
+                             reference=None if parent is None else base.model)
+    result.model.edgeprune_history = list(getattr(source, "edgeprune_history", None) or []) + result.history
+    if parent is not None:       # channels against the original, as an independent trial reports them
+        original = {n: c[0] for n, c in (parent.metrics.get("layer_channels") or {}).items()}
+        result.layer_channels = {n: (original.get(n, c[0]), c[1]) for n, c in result.layer_channels.items()}
     t.model = ctx.on_device(result.model)
     t.metrics.update(accuracy_pruned=evaluate(t.model, ctx.test_loader(base)), prune_seconds=result.seconds,
                      channel_ratio=result.channel_ratio, layer_rate=result.layer_rate,
@@ -112,7 +150,7 @@ def _prune(t: _Trial, ctx: TrialContext) -> None:
                                 "whole; try target.layers: [conv2d, linear]")
 
 
-def _finetune(t: _Trial, ctx: TrialContext) -> None:
+def _finetune(t: _Trial, ctx: TrialContext, epochs: Optional[float] = None) -> None:
     spec, base = t.spec, t.base
     teacher = None
     if ctx.finetune.distill is not None and not spec.is_baseline:   # a baseline would distil itself
@@ -120,7 +158,8 @@ def _finetune(t: _Trial, ctx: TrialContext) -> None:
             raise EdgepruneError("finetune.distill: the teacher's new head is untrained; use finetune.order "
                                  "adapt_then_prune (with adapt_epochs > 0) to distil")
         teacher = ctx.teacher(base)
-    ft = finetune(t.model, ctx.train_loader(base, spec.seed), ctx.finetune, seed=spec.seed, on_step=ctx.on_step,
+    cfg = ctx.finetune if epochs is None else ctx.finetune.model_copy(update={"epochs": epochs, "max_steps": None})
+    ft = finetune(t.model, ctx.train_loader(base, spec.seed), cfg, seed=spec.seed, on_step=ctx.on_step,
                   teacher=teacher)
     t.metrics.update(accuracy=evaluate(t.model, ctx.test_loader(base)), finetune_seconds=ft.seconds,
                      finetune_steps=ft.steps, finetune_epochs=ft.epochs, finetune_losses=ft.losses,

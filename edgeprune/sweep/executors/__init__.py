@@ -34,6 +34,7 @@ class SweepJob:
     data: DataSplits
     artifacts: Optional[ArtifactStore]
     on_step: StepCallback = field(default=lambda *a: None)
+    finished: dict = field(default_factory=dict)      # done trial id -> its row (a parent's model_path)
 
 
 class Executor:

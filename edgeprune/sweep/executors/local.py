@@ -6,7 +6,9 @@ from typing import Iterator
 from ...errors import describe_error
 from ..context import TrialContext
 from ..events import Event, Failed, Finished, Started
-from ..trial import run_trial
+from ...prune.saved import loads
+from ..trial import Parent, run_trial
+from .lineage import Lineage
 
 
 class LocalExecutor:
@@ -19,15 +21,22 @@ class LocalExecutor:
     def run(self, job) -> Iterator[Event]:
         ctx = TrialContext(job.settings, job.data, job.run_dir, artifacts=job.artifacts, device=job.cfg.device,
                            weights_dir=job.cfg.weights_dir, prune_timeout=job.cfg.prune.timeout_s)
-        for task in job.tasks:
+        lineage = Lineage(job.tasks, job.finished, str(job.cfg.storage or job.run_dir))
+        for task in job.tasks:           # planned in order: a parent before its children
+            if task.spec.trial_id in lineage.failed:
+                continue                 # failed with its parent (already reported)
             yield Started(task)
             ctx.on_step = lambda s, t, e, trial=task.trial_ids[0]: job.on_step(trial, s, t, e)
             try:
-                outcome = run_trial(task.spec, ctx, task.variants, task.trained)
+                parent = lineage.parent_of(task)
+                outcome = run_trial(task.spec, ctx, task.variants, task.trained,
+                                    parent and Parent(loads(parent[0], task.parent), parent[1]), task.keep_model)
             except Exception as exc:  # a trial that raises is recorded and the sweep goes on
-                yield Failed(task, describe_error(exc))
-                continue
-            rows = dict(outcome.variants)
-            if task.record:
-                rows = {task.spec.trial_id: outcome.metrics, **rows}
-            yield Finished(task, rows, outcome.errors)
+                event = Failed(task, describe_error(exc))
+            else:
+                rows = dict(outcome.variants)
+                if task.record:
+                    rows = {task.spec.trial_id: outcome.metrics, **rows}
+                event = Finished(task, rows, outcome.errors, outcome.model_bytes)
+            yield event
+            yield from lineage.record(event)

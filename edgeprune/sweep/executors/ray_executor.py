@@ -20,17 +20,19 @@ import os
 import sys
 import time
 import warnings
-from typing import Iterator
+from typing import Iterator, Optional
 
 import torch
 
 from ...data import DataSplits, ImageDataset
 from ...errors import EdgepruneError, describe_error, first_line
+from ...prune.saved import loads
 from ...registry import plugin_snapshot, restore_plugins
 from ..context import TrialContext, adaptation_key
 from ..events import Event, Failed, Finished, Started
 from ..plan import TrialSpec, TrialTask
-from ..trial import run_trial
+from ..trial import Parent, run_trial
+from .lineage import Lineage
 
 try:
     import ray
@@ -75,7 +77,8 @@ def _context(shared: dict, packed_data: dict, artifacts=None) -> TrialContext:
     return _CONTEXTS[key]
 
 
-def _task(task: TrialTask, shared: dict, packed_data: dict, artifacts, adapted: dict, tracker) -> dict:
+def _task(task: TrialTask, shared: dict, packed_data: dict, artifacts, adapted: dict, tracker,
+          parent: Optional[tuple] = None) -> dict:
     ctx = _context(shared, packed_data, artifacts)
     ctx.adapted_states.update(adapted)
     trial_id = task.trial_ids[0]
@@ -89,14 +92,15 @@ def _task(task: TrialTask, shared: dict, packed_data: dict, artifacts, adapted: 
             tracker.step.remote(trial_id, step, total, epoch)
 
     ctx.on_step = on_step
-    outcome = run_trial(task.spec, ctx, task.variants, task.trained)
+    start = Parent(loads(parent[0], task.parent), parent[1]) if parent else None
+    outcome = run_trial(task.spec, ctx, task.variants, task.trained, start, task.keep_model)
     rows = dict(outcome.variants)
     if task.record:
         rows = {task.spec.trial_id: outcome.metrics, **rows}
     node = ray.get_runtime_context().get_node_id()
     for row in rows.values():       # where it ran: a cluster's nodes can differ in speed
         row["ray_node"] = node[:12]
-    return {"rows": rows, "errors": outcome.errors}
+    return {"rows": rows, "errors": outcome.errors, "model": outcome.model_bytes}
 
 
 def _adapt_task(spec: TrialSpec, shared: dict, packed_data: dict):
@@ -165,11 +169,31 @@ class RayExecutor:
         adapted_ref = ray.put(self._adapt_all(job, shared, data_ref, options))
         tracker = ray.remote(num_cpus=0)(_Tracker).remote()
         remote = ray.remote(_task).options(**options, retry_exceptions=False)
-        pending = {remote.remote(task, shared, data_ref, job.artifacts, adapted_ref, tracker): task
-                   for task in job.tasks}
+        lineage = Lineage(job.tasks, job.finished, str(job.cfg.storage or job.run_dir))
+        pending: dict = {}
+        waiting = list(job.tasks)
+
+        def submit_ready() -> Iterator[Event]:
+            """Submit every task whose parent is available (chains run in parallel, each in order)."""
+            for task in list(waiting):
+                if task.spec.trial_id in lineage.failed:
+                    waiting.remove(task)
+                elif not lineage.waits(task):
+                    waiting.remove(task)
+                    try:
+                        parent = lineage.parent_of(task)
+                    except LookupError as e:
+                        failed = Failed(task, f"LookupError: {e}")
+                        yield failed
+                        yield from lineage.record(failed)
+                        continue
+                    pending[remote.remote(task, shared, data_ref, job.artifacts, adapted_ref, tracker,
+                                          parent)] = task
+
         by_id = {task.trial_ids[0]: task for task in job.tasks}
         seen: dict[str, int] = {}
         try:
+            yield from submit_ready()
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
                 attempts, steps = ray.get(tracker.snapshot.remote())
@@ -184,7 +208,10 @@ class RayExecutor:
                     if task.trial_ids[0] not in seen:  # finished before the tracker was polled
                         seen[task.trial_ids[0]] = 1
                         yield Started(task)
-                    yield self._outcome(task, ref, rc.max_retries)
+                    event = self._outcome(task, ref, rc.max_retries)
+                    yield event
+                    yield from lineage.record(event)
+                    yield from submit_ready()
         finally:
             for ref in pending:        # interrupted (Ctrl-C) or abandoned: stop what still runs
                 ray.cancel(ref, force=True)
@@ -199,7 +226,7 @@ class RayExecutor:
         except ray.exceptions.RayError as e:  # the worker process died (killed, out of memory)
             return Failed(task, f"{type(e).__name__}: the worker died {max_retries + 1} time(s), the last time: "
                                 f"{first_line(e, 200) if str(e).strip() else ''}")
-        return Finished(task, result["rows"], result["errors"])
+        return Finished(task, result["rows"], result["errors"], result.get("model"))
 
     @staticmethod
     def _adapt_all(job, shared: dict, data_ref, options: dict) -> dict:
