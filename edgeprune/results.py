@@ -64,6 +64,7 @@ def trials_frame(records: Iterable[TrialRecord], run: str = "") -> pd.DataFrame:
         rows.append(row)
     columns = IDENTITY + schema + sorted(extra)
     df = pd.DataFrame(rows, columns=columns)
+    df["parent"] = df["parent"].astype(object).where(df["parent"].notna(), None)
     for k, kind in extra.items():
         if kind == "text":
             df[k] = df[k].astype(object).where(df[k].notna(), None)

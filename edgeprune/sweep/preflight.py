@@ -76,7 +76,7 @@ def check_resumable(existing: Existing, settings: dict, specs: list[TrialSpec], 
     if existing.new or extend:
         return
     planned = {s.trial_id for s in specs}
-    added = [s for s in specs if s.trial_id not in existing.trials]
+    added = [s for s in specs if s.trial_id not in existing.trials and not s.is_refinement]
     missing = [t for i, t in existing.trials.items() if i not in planned and t.spec.get("stage") != "refine"]
     if added or missing:
         parts = ([f"{len(added)} new trial(s), e.g. {added[0].describe()}"] if added else []) + \
