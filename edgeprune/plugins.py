@@ -19,11 +19,12 @@ from __future__ import annotations
 
 from typing import Callable, Mapping, Optional, Sequence
 
-from .registry import (ALGORITHMS, DATASETS, EXECUTORS, LATENCY_BACKENDS, LAYER_TYPES, OPTIMIZERS, VARIANTS,
+from .registry import (ALGORITHMS, ARCHITECTURES, DATASETS, EXECUTORS, LATENCY_BACKENDS, LAYER_TYPES, OPTIMIZERS, VARIANTS,
                        load_plugins)
 
 __all__ = ["register_criterion", "register_pruner", "register_model_family", "register_dataset",
-           "register_optimizer", "register_latency_backend", "register_layer_type", "register_executor",
+           "register_optimizer", "register_latency_backend", "register_layer_type", "register_architecture",
+           "register_executor",
            "register_variant", "load_plugins", "Filters", "Pruner", "PruneRequest", "Weights"]
 
 
@@ -141,6 +142,13 @@ def register_latency_backend(name: str, backend: Optional[type] = None, *, repla
 def register_layer_type(name: str, module_type: type, *, replace: bool = False) -> None:
     """A module type that `target.layers` may name (Torch-Pruning must know how to prune it)."""
     LAYER_TYPES.add(name, module_type, plugin=True, replace=replace)
+
+
+def register_architecture(name: str, adapter, *, replace: bool = False) -> None:
+    """What an architecture needs for Torch-Pruning (edgeprune.prune.architectures.Adapter:
+    pruners for its opaque modules, forwards to trace with, layers to keep whole,
+    attribute fixes after pruning)."""
+    ARCHITECTURES.add(name, adapter, plugin=True, replace=replace)
 
 
 def register_executor(name: str, executor: Optional[type] = None, *, replace: bool = False):

@@ -127,13 +127,14 @@ class Registry(Generic[T]):
 MODELS: Registry = Registry("model", ("edgeprune.models",))
 ALGORITHMS: Registry = Registry("pruning algorithm", ("edgeprune.prune",))
 LAYER_TYPES: Registry = Registry("layer type", ("edgeprune.prune",))
+ARCHITECTURES: Registry = Registry("architecture adapter", ("edgeprune.prune",))
 DATASETS: Registry = Registry("dataset", ("edgeprune.data",))
 OPTIMIZERS: Registry = Registry("optimizer", ("edgeprune.train",))
 LATENCY_BACKENDS: Registry = Registry("latency backend", ("edgeprune.deploy.backends",))
 VARIANTS: Registry = Registry("model variant", ("edgeprune.sweep.variants",))
 EXECUTORS: Registry = Registry("executor", ("edgeprune.sweep.executors",))
 
-ALL = {r.kind: r for r in (MODELS, ALGORITHMS, LAYER_TYPES, DATASETS, OPTIMIZERS, LATENCY_BACKENDS, VARIANTS,
+ALL = {r.kind: r for r in (MODELS, ALGORITHMS, LAYER_TYPES, ARCHITECTURES, DATASETS, OPTIMIZERS, LATENCY_BACKENDS, VARIANTS,
                            EXECUTORS)}
 
 

@@ -182,3 +182,37 @@ def test_pruned_model_trains_in_train_mode():
 
 def test_algorithm_registry_names_are_stable():
     assert set(ALGORITHMS) >= {"l1", "l2", "fpgm", "random", "taylor", "unstructured_l1"}
+
+
+@pytest.mark.parametrize("name, layers", [("vit_b_32", ["conv2d", "linear"]), ("swin_t", ["conv2d", "linear"]),
+                                          ("maxvit_t", ["conv2d", "linear"]), ("shufflenet_v2_x0_5", ["conv2d"])])
+def test_transformers_and_channel_shuffle_prune_run_and_rebuild(name, layers):
+    """Architecture adapters: heads kept whole and aligned, attribute fixes after
+    pruning, the shuffle's stream left whole; the history rebuilds the same model."""
+    from edgeprune.prune import replay
+    original = _randomize_bn(create_model(name, 10, pretrained=False).eval())
+    result = prune_model(original, "l1", 0.3, input_size=224, layers=layers)
+    assert not result.removed_nothing and count_params(result.model) < 0.8 * count_params(original)
+    x = torch.randn(1, 3, 224, 224)
+    fresh = create_model(name, 10, pretrained=False, architecture_only=True).eval()
+    replay(fresh, result.history, torch.zeros(1, 3, 224, 224))
+    fresh.load_state_dict(result.model.state_dict())
+    with torch.no_grad():
+        y = result.model(x)
+        assert y.shape == (1, 10) and torch.equal(fresh(x), y)
+    if name.startswith("vit"):
+        mha = result.model.encoder.layers[0].self_attention
+        assert mha.embed_dim % mha.num_heads == 0 and result.model.hidden_dim == mha.embed_dim
+    if name.startswith("shufflenet"):      # no LayerNorm: the channel-cut original, exactly
+        with torch.no_grad():
+            expected = cut_reference(original, result)(x)
+        assert (y - expected).abs().max() <= 1e-4 * expected.abs().max()
+
+
+def test_a_graph_search_past_its_time_limit_fails_the_trial_clearly(tiny_cifar, tmp_path):
+    from edgeprune import load_config, load_results, run_sweep
+    from conftest import sweep_config
+    cfg = load_config(sweep_config(tiny_cifar, tmp_path / "run", baseline=False, prune={"timeout_s": 0.001}))
+    run_sweep(cfg)
+    err = load_results(tmp_path / "run").iloc[0]["error"]
+    assert "StepTimeout" in err and "took more than 0.001 s" in err and "prune.timeout_s" in err

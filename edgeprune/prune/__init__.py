@@ -21,7 +21,7 @@ import torch.nn as nn
 from ..errors import EdgepruneError
 from ..models.complexity import count_macs, count_params
 from ..registry import ALGORITHMS
-from . import targets  # noqa: F401  (registers the layer types)
+from . import architectures, targets  # noqa: F401  (register the architecture adapters and layer types)
 from .criteria import BUILTIN, Criterion, Filters
 from .custom_layers import cut_inputs, register_layer_pruner
 from .pruners import ChannelChoicePruner, CriterionPruner, Pruner, PruneRequest, UnstructuredPruner

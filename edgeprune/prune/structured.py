@@ -9,6 +9,7 @@ copy of the architecture: that is how a saved trial model is rebuilt.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Iterable, Mapping, Optional, Sequence
 
 import torch
@@ -18,6 +19,7 @@ import torch_pruning as tp
 
 from .criteria import Criterion
 from .custom_layers import LAYER_PRUNERS, mixes_channels
+from .architectures import adapters_for, tracing
 from .importance import FilterImportance, following_batchnorms
 from .result import PruneResult
 from .targets import out_channels, root_types, select_layers
@@ -78,9 +80,21 @@ def accumulate_gradients(model: nn.Module, batches: Iterable) -> dict:
     return {p: s / max(n, 1) for p, s in squares.items()}
 
 
-def _graph_args(model: nn.Module, layers, include, exclude) -> tuple[list[str], list[nn.Module], list]:
+def _graph_args(model: nn.Module, layers, include, exclude) -> tuple[list[str], list[nn.Module], list, list]:
+    adapters = adapters_for(model)
+    exclude = tuple(exclude) + tuple(p for a in adapters for p in a.exclude)
     targets, ignored = select_layers(model, layers, include, exclude)
-    return targets, ignored, root_types(layers)
+    return targets, ignored, root_types(layers), adapters
+
+
+def _pruners(adapters) -> dict:
+    return {**LAYER_PRUNERS, **{t: p for a in adapters for t, p in a.pruners.items()}}
+
+
+def _fix(model: nn.Module, adapters) -> None:
+    for a in adapters:
+        if a.after_prune is not None:
+            a.after_prune(model)
 
 
 def _result(model, algorithm, rate, before, targets, ledger, graph) -> PruneResult:
@@ -96,7 +110,7 @@ def prune_by_criterion(model: nn.Module, criterion: Criterion, rate: float, exam
                        layer_ratios: Optional[Mapping[str, float]] = None) -> PruneResult:
     """Remove `rate` of the output channels of every targeted layer (or each layer's
     own rate in `layer_ratios`, by name), in place."""
-    targets, ignored, roots = _graph_args(model, layers, include, exclude)
+    targets, ignored, roots, adapters = _graph_args(model, layers, include, exclude)
     before = out_channels(model)
     grad_sq = {}
     if criterion.needs_gradients:
@@ -107,15 +121,21 @@ def prune_by_criterion(model: nn.Module, criterion: Criterion, rate: float, exam
     importance = FilterImportance(criterion, seed, names={m: n for n, m in model.named_modules()}, grad_sq=grad_sq)
     modules = dict(model.named_modules())
     by_layer = {modules[n]: r for n, r in (layer_ratios or {}).items() if n in modules}
-    pruner = tp.pruner.MetaPruner(
-        model, example_inputs, importance=importance, pruning_ratio=rate if layer_ratios is None else 0.0,
-        pruning_ratio_dict=by_layer or None, ignored_layers=ignored, root_module_types=roots, round_to=round_to,
-        customized_pruners=dict(LAYER_PRUNERS))
-    importance.bns = following_batchnorms(pruner.DG)
-    ledger = _ChannelLedger(model, pruner.DG)
-    for group in pruner.step(interactive=True):
-        ledger.record(group)
-        group.prune()
+    with tracing(adapters), warnings.catch_warnings():
+        # token parameters (ViT's class token and position embedding) are pruned on their last
+        # dimension, which is what they need: Torch-Pruning's notice about it is not for users
+        warnings.filterwarnings("ignore", message=".*prune the last non-singleton dimension.*")
+        # in/out_channel_groups given: Torch-Pruning's defaults are shared dicts it writes into
+        pruner = tp.pruner.MetaPruner(
+            model, example_inputs, importance=importance, pruning_ratio=rate if layer_ratios is None else 0.0,
+            pruning_ratio_dict=by_layer or None, ignored_layers=ignored, root_module_types=roots, round_to=round_to,
+            customized_pruners=_pruners(adapters), in_channel_groups={}, out_channel_groups={})
+        importance.bns = following_batchnorms(pruner.DG)
+        ledger = _ChannelLedger(model, pruner.DG)
+        for group in pruner.step(interactive=True):
+            ledger.record(group)
+            group.prune()
+    _fix(model, adapters)
     model.zero_grad(set_to_none=True)
     return _result(model, criterion.name, rate, before, targets, ledger, pruner.DG)
 
@@ -127,11 +147,12 @@ def prune_by_choice(model: nn.Module, choice: Mapping[str, Sequence[int]], examp
     lose the same channels, so the first listed layer of a coupled group decides for
     the group and the others' choices are skipped; layers that are not targeted are
     refused."""
-    targets, ignored, _ = _graph_args(model, layers, include, exclude)
+    targets, ignored, _, adapters = _graph_args(model, layers, include, exclude)
     before = out_channels(model)
     model.eval()
-    graph = tp.DependencyGraph().build_dependency(model, example_inputs, customized_pruners=dict(LAYER_PRUNERS),
-                                                  verbose=False)
+    with tracing(adapters):
+        graph = tp.DependencyGraph().build_dependency(model, example_inputs, customized_pruners=_pruners(adapters),
+                                                      verbose=False)
     ledger = _ChannelLedger(model, graph)
     modules = dict(model.named_modules())
     blocked = set(map(id, ignored))
@@ -155,6 +176,7 @@ def prune_by_choice(model: nn.Module, choice: Mapping[str, Sequence[int]], examp
             continue     # it would cut a layer that must stay whole (the classifier, an excluded layer)
         ledger.record(group)
         group.prune()
+    _fix(model, adapters)
     return _result(model, algorithm, rate, before, targets, ledger, graph)
 
 
@@ -175,8 +197,10 @@ def replay(model: nn.Module, history: list, example_inputs: torch.Tensor) -> nn.
     the same architecture as the pruned model, ready for its state dict."""
     if history:
         model.eval()
-        with torch.enable_grad():     # the tracer needs autograd, even when called under no_grad
-            graph = tp.DependencyGraph().build_dependency(model, example_inputs,
-                                                          customized_pruners=dict(LAYER_PRUNERS), verbose=False)
+        adapters = adapters_for(model)
+        with torch.enable_grad(), tracing(adapters):     # the tracer needs autograd, even under no_grad
+            graph = tp.DependencyGraph().build_dependency(model, example_inputs, customized_pruners=_pruners(adapters),
+                                                          verbose=False)
             graph.load_pruning_history([list(h) for h in history])
+        _fix(model, adapters)
     return model
