@@ -218,6 +218,7 @@ def _cmd_algorithms(args) -> int:
 def _cmd_deploy(args) -> int:
     from .release import release_trial
     formats = [f for f in ("onnx", "int8", "torchscript", "pt2") if getattr(args, f)] or ["onnx"]
+    formats += [b for b in args.backend or [] if b not in formats]
     result = release_trial(args.run, args.trial, args.output, formats, data_dir=args.data_dir, opset=args.opset,
                            dynamic_batch=args.dynamic_batch)
     for kind, check in result.checks.items():
@@ -241,6 +242,48 @@ def _cmd_agent(args) -> int:
     return run(args)
 
 
+def _time_here(args) -> dict:
+    """`edgeprune latency MODEL [--backend B]` on this machine."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from .agent.bench import device_info, percentile_stats, time_calls
+    from .config import MeasureConfig
+    from .registry import LATENCY_BACKENDS
+    name = args.backend or "onnxruntime"
+    if name not in LATENCY_BACKENDS or name in ("device", "torch"):
+        raise EdgepruneError(f"--backend {name!r}: time a file in onnxruntime, openvino, tvm or litert here "
+                             "(or --device URL)")
+    spec = MeasureConfig(latency=[{"backend": name}], latency_threads=args.threads).latency_backends()[0]
+    backend = LATENCY_BACKENDS.get(name)(spec)
+    shape = _input_shape(Path(args.model), args.batch_size)
+    try:
+        session = backend.load(backend.compile_file(Path(args.model), shape[-1]))
+    except EdgepruneError:
+        raise
+    except Exception as e:  # noqa: BLE001 - each runtime raises its own types
+        raise EdgepruneError(f"{args.model}: {name} cannot load it: {type(e).__name__}: {e}") from None
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    times, info = time_calls(lambda: backend.call(session, x), warmup=args.warmup, repeats=args.repeats,
+                             max_repeats=args.max_repeats, rel_ci=args.ci)
+    return {**percentile_stats(times), **info, "threads": args.threads, "batch_size": args.batch_size,
+            "backend": name, "device": device_info()}
+
+
+def _input_shape(path, batch: int) -> list[int]:
+    if path.suffix == ".tflite":
+        from ai_edge_litert.interpreter import Interpreter
+        return [int(d) for d in Interpreter(model_path=str(path)).get_input_details()[0]["shape"]]
+    import onnx
+    try:
+        dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    except Exception as e:  # noqa: BLE001
+        raise EdgepruneError(f"{path} is not an ONNX file ({type(e).__name__}); give an ONNX (or .tflite) "
+                             "model") from None
+    return [batch if i == 0 or not d.dim_value else d.dim_value for i, d in enumerate(dims)]
+
+
 def _cmd_latency(args) -> int:
     import json
     from pathlib import Path
@@ -255,24 +298,19 @@ def _cmd_latency(args) -> int:
         try:
             r = client.benchmark(
                 args.model, threads=args.threads, warmup=args.warmup, repeats=args.repeats,
-                batch_size=args.batch_size)
+                batch_size=args.batch_size, runtime=args.backend or "onnxruntime")
         except AgentError as e:
-            raise EdgepruneError(str(e)) from None
+            raise RunError(str(e)) from None
     else:
-        from .agent.bench import ModelLoadError, benchmark_onnx, device_info
-        try:
-            r = benchmark_onnx(args.model, threads=args.threads, warmup=args.warmup, repeats=args.repeats,
-                               batch_size=args.batch_size)
-        except ModelLoadError as e:
-            raise EdgepruneError(f"{args.model}: onnxruntime cannot load it: {e}") from None
-        r["device"] = device_info()
+        r = _time_here(args)
     if args.json:
         print(json.dumps(r, indent=1))
     else:
         dev = r.get("device", {})
-        print(f"{args.model}: median {r['median_ms']:.3f} ms, p90 {r['p90_ms']:.3f} ms over {r['repeats']} runs "
-              f"({r['threads']} thread(s), batch {r['batch_size']}) on {dev.get('cpu', '?')} "
-              f"[{dev.get('hostname', '')}, onnxruntime {dev.get('onnxruntime', '?')}]")
+        ci = f" (95 % CI +/-{100 * r['ci_rel']:.1f} %)" if "ci_rel" in r else ""
+        print(f"{args.model}: median {r['median_ms']:.3f} ms{ci}, p90 {r['p90_ms']:.3f} ms over {r['repeats']} runs "
+              f"({r['threads']} thread(s), batch {r['batch_size']}, {r.get('backend') or r.get('runtime', 'onnxruntime')})"
+              f" on {dev.get('cpu', '?')} [{dev.get('hostname', '')}]")
     return 0
 
 
@@ -384,6 +422,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--int8", action="store_true", help="also int8 ONNX (onnxruntime static quantization)")
     s.add_argument("--torchscript", action="store_true", help="TorchScript (torch.jit.trace)")
     s.add_argument("--pt2", action="store_true", help="torch.export program (model.pt2)")
+    s.add_argument("--backend", action="append", metavar="RUNTIME",
+                   help="also the runtime's own file, verified in it: openvino (IR), tvm (a compiled module), "
+                        "litert (.tflite); repeatable")
     s.add_argument("-o", "--output", help="folder for the files (default: RUN/deploy/TRIAL)")
     s.add_argument("--opset", type=_integer(9, 23), help="ONNX opset, 9..23 (default: the run's deploy.opset)")
     s.add_argument("--dynamic-batch", dest="dynamic_batch", action="store_true", default=None,
@@ -398,7 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(s)
     s.set_defaults(fn=_cmd_agent)
 
-    s = sub.add_parser("latency", help="time an ONNX model in onnxruntime here, or on a device's agent")
+    s = sub.add_parser("latency", help="time a model file in a runtime here (onnxruntime, openvino, tvm, litert), "
+                       "or on a device's agent")
     s.add_argument("model", help="ONNX file")
     s.add_argument("--device", help="URL of an `edgeprune agent` (token from $EDGEPRUNE_AGENT_TOKEN)")
     s.add_argument("--threads", type=_integer(1, 256), default=1)
@@ -406,6 +448,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--repeats", type=_integer(1, 10000), default=20)
     s.add_argument("--batch-size", type=_integer(1, 4096), default=1)
     s.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the agent")
+    s.add_argument("--backend", help="onnxruntime (default), openvino, tvm or litert (a .tflite file)")
+    s.add_argument("--ci", type=float, default=0.03, help="repeat until the median's 95%% CI is within this "
+                   "fraction (default 0.03; 0 for exactly --repeats)")
+    s.add_argument("--max-repeats", type=_integer(1, 1000000), default=300, help="the cap of those repeats")
     s.add_argument("--json", action="store_true", help="all statistics as JSON")
     s.set_defaults(fn=_cmd_latency)
 

@@ -49,6 +49,8 @@ METRICS: dict[str, Metric] = {m.key: m for m in [
     Metric("latency_ms", "lat ms", "ms", "median latency on the first latency backend (see latency_backend, "
            "latency_threads, latency_batch_size)", "lower"),
     Metric("latency_p90_ms", "p90 ms", "ms", "90th-percentile latency on the first latency backend", "lower"),
+    Metric("latency_ci_rel", "lat ±%", "fraction", "half-width of the 95 % confidence interval of the median "
+           "latency, relative to it (adaptive repeats run until it is within measure.latency_ci)"),
     Metric("latency_threads", "threads", "int", "threads the first latency backend ran with"),
     Metric("latency_batch_size", "batch", "int", "batch size of the latency measurement"),
     Metric("sparsity", "sparsity %", "fraction", "fraction of the targeted weights set to zero (unstructured "

@@ -37,7 +37,8 @@ from .metrics import latency_label
 from .run import RunFolder
 from .store import TrialRecord
 
-FORMATS = ("onnx", "int8", "torchscript", "pt2", "edgeprune", "state_dict")
+FORMATS = ("onnx", "int8", "torchscript", "pt2", "edgeprune", "state_dict", "openvino", "tvm", "litert")
+RUNTIMES = ("openvino", "tvm", "litert")        # formats a latency backend makes (and checks) in its runtime
 DEPLOY_FORMATS = ("onnx",)
 EXPORT_FORMATS = ("pt2", "torchscript", "edgeprune", "state_dict")
 
@@ -136,6 +137,8 @@ def release_trial(run_dir, trial_id: str, out_dir=None, formats: Sequence[str] =
         path.write_bytes(saved.dumps(model, getattr(model, "edgeprune_history", []), record.spec["model"], size))
         diff = _max_diff(model, saved.loads(path.read_bytes(), str(path)), check)
         result.files["edgeprune"], result.checks["edgeprune"] = path, {"max_abs_diff": diff}
+    for name in (f for f in formats if f in RUNTIMES):
+        _runtime_file(name, model, size, check, loaders, cfg, out, result)
     if "state_dict" in formats:
         path = out / "state_dict.pt"
         torch.save(model.state_dict(), path)
@@ -143,6 +146,34 @@ def release_trial(run_dir, trial_id: str, out_dir=None, formats: Sequence[str] =
     _write_manifest(result, record, size, dynamic, norm, num_classes, real)
     _write_card(result, run, record, cfg, norm, size, num_classes, real)
     return result
+
+
+def _runtime_file(name: str, model: nn.Module, size: int, check: torch.Tensor, loaders, cfg, out: Path,
+                  result: ReleaseResult) -> None:
+    """The model in a runtime's own format (OpenVINO IR, a TVM module, .tflite), made by
+    that latency backend, checked against PyTorch on the test images and its test
+    accuracy measured in the runtime."""
+    import shutil
+
+    from .config import MeasureConfig
+    from .deploy.files import TrialArtifacts
+    from .registry import LATENCY_BACKENDS
+    spec = MeasureConfig(latency=[{"backend": name}]).latency_backends()[0]
+    backend = LATENCY_BACKENDS.get(name)(spec)
+    files = TrialArtifacts(model, size, cfg.deploy, "model", check_images=lambda s: check,
+                           calibration=lambda s: loaders[0] if loaders else [],
+                           test_batches=loaders[1] if loaders else None)
+    try:
+        made = backend.artifact(files, False)
+        checks = backend.assess(files, False)
+        kept = []
+        for f in made.parent.glob(made.stem + ".*") if name == "openvino" else [made]:
+            name_out = f.name.replace(".static1", "").replace(".onnx", "")
+            shutil.copy2(f, out / name_out)
+            kept.append(out / name_out)
+    finally:
+        files.close()
+    result.files[name], result.checks[name] = kept[0], checks
 
 
 def _max_diff(a: nn.Module, b: nn.Module, x: torch.Tensor) -> float:
@@ -194,7 +225,10 @@ def _write_manifest(result: ReleaseResult, record: TrialRecord, size: int, dynam
 _LOAD = {"onnx": "onnxruntime.InferenceSession('{f}')", "int8": "onnxruntime.InferenceSession('{f}')",
          "torchscript": "torch.jit.load('{f}')", "pt2": "torch.export.load('{f}').module()",
          "edgeprune": "edgeprune.load_model('{f}')",
-         "state_dict": "model.load_state_dict(torch.load('{f}'))  # into the pruned architecture"}
+         "state_dict": "model.load_state_dict(torch.load('{f}'))  # into the pruned architecture",
+         "openvino": "openvino.Core().compile_model('{f}', 'CPU')",
+         "tvm": "tvm.relax.VirtualMachine(tvm.runtime.load_module('{f}'), tvm.cpu())",
+         "litert": "ai_edge_litert.interpreter.Interpreter(model_path='{f}')"}
 
 
 def _plain(v):

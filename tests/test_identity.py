@@ -18,7 +18,8 @@ DATA = Path(__file__).parent / "data"
 # ids computed by edgeprune 0.1.0 (commit eb17d06) for these configs: a change of the
 # identity rule breaks every existing run folder's resume, so it must be deliberate.
 # (prune.recalibrate_bn: 0 is what 0.1 did; its default since then gives other results, so other ids.)
-OLD = {"prune": {"recalibrate_bn": 0}}
+OLD = {"prune": {"recalibrate_bn": 0}}      # and, below, measure's latency_ci / latency_max_repeats / backend_accuracy
+OLD_MEASURE = {"latency_ci": None, "latency_max_repeats": None, "backend_accuracy": False}
 GOLDEN = {
     "basic": ({"models": [{"name": "resnet20", "pretrained": False}], "algorithms": ["l1", "fpgm"],
                "rates": [0.3, {"params": 0.5}], **OLD},
@@ -34,6 +35,7 @@ GOLDEN = {
 @pytest.mark.parametrize("name", list(GOLDEN))
 def test_trial_ids_are_those_of_earlier_versions(name):
     raw, ids = GOLDEN[name]
+    raw = {**raw, "measure": {**raw.get("measure", {}), **OLD_MEASURE}}
     cfg = load_config({**raw, "dataset": {"name": "cifar10", "root": "/nowhere"}}, check_data=False)
     assert [s.trial_id for s in plan_trials(cfg)] == ids
     assert IDENTITY_VERSION == 1      # bump it (and explain resumes) when the rule has to change

@@ -20,12 +20,59 @@ _DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(dou
 # -- benchmarking (numpy + onnxruntime) ------------------------------------------
 
 def percentile_stats(times_ms: list[float]) -> dict:
-    """median, p90 (nearest rank, as edgeprune.measure does), mean, min, max."""
+    """median, p90 (nearest rank), mean, min, max, the interquartile range, and the
+    median's 95 % confidence interval (distribution-free: order statistics
+    n/2 -/+ 0.98 sqrt(n)) with its half-width relative to the median."""
     t = sorted(times_ms)
     n = len(t)
     median = t[n // 2] if n % 2 else 0.5 * (t[n // 2 - 1] + t[n // 2])
     p90 = t[min(n - 1, int(round(0.9 * (n - 1))))]
-    return {"median_ms": median, "p90_ms": p90, "mean_ms": sum(t) / n, "min_ms": t[0], "max_ms": t[-1]}
+    lo, hi = median_ci(t)
+    return {"median_ms": median, "p90_ms": p90, "mean_ms": sum(t) / n, "min_ms": t[0], "max_ms": t[-1],
+            "iqr_ms": t[min(n - 1, (3 * n) // 4)] - t[n // 4], "ci_low_ms": lo, "ci_high_ms": hi,
+            "ci_rel": (hi - lo) / 2 / median if median > 0 else 0.0}
+
+
+def median_ci(sorted_ms: list[float]) -> tuple[float, float]:
+    n = len(sorted_ms)
+    half = 0.98 * n ** 0.5
+    return sorted_ms[max(0, int(n / 2 - half))], sorted_ms[min(n - 1, int(n / 2 + half + 0.999))]
+
+
+def time_calls(run, *, warmup: int = 3, repeats: int = 20, max_repeats: Optional[int] = None,
+               rel_ci: Optional[float] = None, max_seconds: Optional[float] = None,
+               reference=None) -> tuple[list[float], dict]:
+    """Time `run()` (ms): `warmup` untimed calls, then blocks of `repeats` until the
+    median's 95 % confidence interval is within +/- `rel_ci` of it (or `max_repeats`
+    calls, or `max_seconds`); with rel_ci None, exactly `repeats` calls. With a
+    `reference` callable, each block alternates with as many reference calls: the
+    reference's median then says how busy the machine was (drift cancels in the ratio).
+    Returns the times and {repeats, truncated, reference_median_ms}."""
+    for _ in range(warmup):
+        run()
+        if reference is not None:
+            reference()
+    cap = max(repeats, max_repeats or repeats) if rel_ci else repeats
+    times, ref_times, truncated = [], [], False
+    started = time.perf_counter()
+    while len(times) < cap:
+        for _ in range(min(repeats, cap - len(times))):
+            t = time.perf_counter()
+            run()
+            times.append((time.perf_counter() - t) * 1000)
+            if reference is not None:
+                t = time.perf_counter()
+                reference()
+                ref_times.append((time.perf_counter() - t) * 1000)
+            if max_seconds is not None and time.perf_counter() - started > max_seconds:
+                truncated = len(times) < cap
+                break
+        if truncated or not rel_ci or percentile_stats(times)["ci_rel"] <= rel_ci:
+            break
+    info = {"repeats": len(times), "truncated": truncated}
+    if ref_times:
+        info["reference_median_ms"] = percentile_stats(ref_times)["median_ms"]
+    return times, info
 
 
 def input_feeds(session, batch_size: int, input_shape: Optional[list[int]], seed: int = 0) -> dict:
@@ -76,8 +123,11 @@ def make_session(model, threads: int = 1, providers: Optional[list[str]] = None)
 
 def benchmark_onnx(model, *, threads: int = 1, warmup: int = 3, repeats: int = 20, batch_size: int = 1,
                    input_shape: Optional[list[int]] = None, max_seconds: Optional[float] = None,
-                   providers: Optional[list[str]] = None) -> dict:
-    """Time `repeats` runs of an ONNX model (path or bytes) after `warmup` untimed ones.
+                   providers: Optional[list[str]] = None, max_repeats: Optional[int] = None,
+                   rel_ci: Optional[float] = None) -> dict:
+    """Time runs of an ONNX model (path or bytes) after `warmup` untimed ones: `repeats`
+    of them, or with `rel_ci` as many as it takes (up to `max_repeats`) for the
+    median's 95 % confidence interval to be within +/- rel_ci (time_calls).
 
     Inputs are random (float) or zeros (integer) at the model's static shape, with a
     dynamic batch axis set to `batch_size`. With `max_seconds`, timing stops early
@@ -90,27 +140,86 @@ def benchmark_onnx(model, *, threads: int = 1, warmup: int = 3, repeats: int = 2
         raise ModelLoadError(one_line(e)) from None
     load_ms = (time.perf_counter() - t0) * 1000
     feeds = input_feeds(session, batch_size, input_shape)
-    for _ in range(warmup):
-        session.run(None, feeds)
-    times, truncated = [], False
-    started = time.perf_counter()
-    for _ in range(repeats):
-        t = time.perf_counter()
-        session.run(None, feeds)
-        times.append((time.perf_counter() - t) * 1000)
-        if max_seconds is not None and time.perf_counter() - started > max_seconds and len(times) < repeats:
-            truncated = True
-            break
+    times, info = time_calls(lambda: session.run(None, feeds), warmup=warmup, repeats=repeats,
+                             max_repeats=max_repeats, rel_ci=rel_ci, max_seconds=max_seconds)
     stats = percentile_stats(times)
-    stats.update(repeats=len(times), requested_repeats=repeats, warmup=warmup, threads=threads,
-                 batch_size=batch_size, truncated=truncated, load_ms=load_ms,
+    stats.update(repeats=info["repeats"], requested_repeats=repeats, warmup=warmup, threads=threads,
+                 batch_size=batch_size, truncated=info["truncated"], load_ms=load_ms,
                  input_shapes={k: list(v.shape) for k, v in feeds.items()},
                  providers=session.get_providers())
     return stats
 
 
+RUNTIMES = ("onnxruntime", "openvino", "litert")
+
+
+def benchmark(model_path: str, runtime: str = "onnxruntime", **params) -> dict:
+    """Time a model file in one of the runtimes the agent may have: onnxruntime and
+    OpenVINO read ONNX (OpenVINO compiles it here, for this device), LiteRT a .tflite
+    file. Raises ModelLoadError when the runtime cannot load it."""
+    if runtime == "onnxruntime":
+        return benchmark_onnx(model_path, **params)
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; this agent runs {', '.join(RUNTIMES)}")
+    import numpy as np
+    threads, batch = params.get("threads", 1), params.get("batch_size", 1)
+    t0 = time.perf_counter()
+    try:
+        if runtime == "openvino":
+            import openvino as ov
+            compiled = ov.Core().compile_model(model_path, "CPU", {
+                "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"})
+            request = compiled.create_infer_request()
+            shape = [batch if (d.is_dynamic) else d.get_length() for d in compiled.input(0).get_partial_shape()]
+            x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+
+            def run():
+                request.infer({0: x})
+        else:
+            from ai_edge_litert.interpreter import Interpreter
+            it = Interpreter(model_path=model_path, num_threads=threads)
+            it.allocate_tensors()
+            inp = it.get_input_details()[0]
+            x = np.random.default_rng(0).standard_normal(inp["shape"]).astype(inp["dtype"])
+            it.set_tensor(inp["index"], x)
+            shape = list(inp["shape"])
+
+            def run():
+                it.invoke()
+    except ImportError as e:
+        raise ModelLoadError(f"{runtime} is not installed on this device ({e})") from None
+    except Exception as e:  # the runtimes raise their own types
+        raise ModelLoadError(one_line(e)) from None
+    elements = 1
+    for d in shape:
+        elements *= int(d)
+    if elements > MAX_INPUT_ELEMENTS:
+        raise ValueError(f"input of shape {shape} is over the agent's limit of {MAX_INPUT_ELEMENTS:,} elements")
+    load_ms = (time.perf_counter() - t0) * 1000
+    times, info = time_calls(run, warmup=params.get("warmup", 3), repeats=params.get("repeats", 20),
+                             max_repeats=params.get("max_repeats"), rel_ci=params.get("rel_ci"),
+                             max_seconds=params.get("max_seconds"))
+    stats = percentile_stats(times)
+    stats.update(repeats=info["repeats"], truncated=info["truncated"], threads=threads, batch_size=batch,
+                 load_ms=load_ms, runtime=runtime, input_shapes={"input": [int(d) for d in shape]})
+    return stats
+
+
+def runtimes() -> dict:
+    """The runtimes installed here and their versions (None: absent)."""
+    found = {}
+    for name, module in (("onnxruntime", "onnxruntime"), ("openvino", "openvino"),
+                         ("litert", "ai_edge_litert")):
+        try:
+            mod = __import__(module)
+            found[name] = getattr(mod, "__version__", "installed")
+        except ImportError:
+            found[name] = None
+    return found
+
+
 class ModelLoadError(Exception):
-    """onnxruntime could not load the model."""
+    """The runtime could not load the model."""
 
 
 def one_line(e: BaseException) -> str:
@@ -156,4 +265,5 @@ def device_info() -> dict:
                     providers=ort.get_available_providers())
     except ImportError as e:  # reported, so the client sees why benchmarks fail
         info.update(onnxruntime=None, providers=[], import_error=str(e))
+    info["runtimes"] = runtimes()
     return info

@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 from typing import Optional
 
-from .bench import API_VERSION, ModelLoadError, benchmark_onnx, one_line
+from .bench import API_VERSION, ModelLoadError, benchmark, one_line
 from .server import DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT, TOKEN_ENV, make_server
 
 _BUNDLED = ("__init__.py", "_lazy.py", "errors.py", "agent/__init__.py", "agent/__main__.py", "agent/bench.py",
@@ -22,9 +22,10 @@ def _worker(argv: list[str]) -> int:
     """`--worker MODEL PARAMS_JSON`: benchmark, print one JSON line."""
     model_path, params = argv[0], json.loads(argv[1])
     try:
-        result = benchmark_onnx(model_path, **params)
+        result = benchmark(model_path, **params)
     except ModelLoadError as e:
-        print(json.dumps({"error": f"the model failed to load in onnxruntime: {e}", "stage": "load"}))
+        print(json.dumps({"error": f"the model failed to load in {params.get('runtime', 'onnxruntime')}: {e}",
+                          "stage": "load"}))
         return 3
     except Exception as e:
         print(json.dumps({"error": f"the model failed to run: {type(e).__name__}: {one_line(e)}", "stage": "run"}))

@@ -33,7 +33,9 @@ TOKEN_ENV = "EDGEPRUNE_AGENT_TOKEN"
 DEFAULT_PORT = 8787
 DEFAULT_MAX_UPLOAD_MB = 256.0
 # Bounds on what one request may ask for.
-LIMITS = {"threads": (1, 256), "warmup": (0, 1000), "repeats": (1, 10000), "batch_size": (1, 4096)}
+LIMITS = {"threads": (1, 256), "warmup": (0, 1000), "repeats": (1, 10000), "batch_size": (1, 4096),
+          "max_repeats": (1, 100000)}
+_SUFFIX = {"onnxruntime": ".onnx", "openvino": ".onnx", "litert": ".tflite"}
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -268,7 +270,7 @@ class AgentHandler(BaseHTTPRequestHandler):
                 raise HTTPError(404, f"no such endpoint {url.path!r}; POST the model to /benchmark")
             self._require_token()                  # before a byte of the body is read
             params = self._params(url.query)
-            upload = self._body()
+            upload = self._body(_SUFFIX[params.get("runtime", "onnxruntime")])
             self.server.reserve()                  # only complete uploads queue for a benchmark
             result = self.server.run_benchmark(upload, params)
             result["device"] = self.server.info()
@@ -290,11 +292,24 @@ class AgentHandler(BaseHTTPRequestHandler):
 
     def _params(self, query: str) -> dict:
         raw = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
-        unknown = set(raw) - {"threads", "warmup", "repeats", "batch_size", "input_shape", "max_seconds"}
+        allowed = {"threads", "warmup", "repeats", "batch_size", "input_shape", "max_seconds", "runtime",
+                   "max_repeats", "rel_ci"}
+        unknown = set(raw) - allowed
         if unknown:
-            raise HTTPError(400, f"unknown parameter(s) {sorted(unknown)}; allowed: threads, warmup, repeats, "
-                                 "batch_size, input_shape, max_seconds")
+            raise HTTPError(400, f"unknown parameter(s) {sorted(unknown)}; allowed: {', '.join(sorted(allowed))}")
         params: dict = {}
+        if "runtime" in raw:
+            if raw["runtime"] not in _SUFFIX:
+                raise HTTPError(400, f"runtime {raw['runtime']!r}: this agent runs {', '.join(_SUFFIX)} (a TVM "
+                                     "module is native code: use TVM's RPC server for it)")
+            params["runtime"] = raw["runtime"]
+        if "rel_ci" in raw:
+            try:
+                params["rel_ci"] = float(raw["rel_ci"])
+            except ValueError:
+                raise HTTPError(400, f"rel_ci must be a number, got {raw['rel_ci']!r}") from None
+            if not 0 < params["rel_ci"] < 1:
+                raise HTTPError(400, "rel_ci must lie in (0, 1)")
         for key, (lo, hi) in LIMITS.items():
             if key in raw:
                 try:
@@ -325,7 +340,7 @@ class AgentHandler(BaseHTTPRequestHandler):
                 raise HTTPError(400, f"max_seconds must be a number, got {raw['max_seconds']!r}") from None
         return params
 
-    def _body(self) -> str:
+    def _body(self, suffix: str = ".onnx") -> str:
         """The upload, written to a temporary file (memory stays bounded); its path."""
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             raise HTTPError(411, "send the model with a Content-Length (chunked uploads are not accepted)")
@@ -342,7 +357,7 @@ class AgentHandler(BaseHTTPRequestHandler):
             raise HTTPError(413, f"upload of {n} bytes is over the agent's limit of {self.server.max_upload_bytes} "
                                  "bytes (start it with a larger --max-upload-mb)")
         folder = tempfile.mkdtemp(prefix="edgeprune-agent-")
-        path = os.path.join(folder, "model.onnx")
+        path = os.path.join(folder, "model" + suffix)
         try:
             left = n
             with open(path, "wb") as f:

@@ -71,17 +71,20 @@ class RateRange(Strict):
 
 
 class PruneTarget(Strict):
-    """What a trial prunes to: a per-layer channel fraction, or a global reduction
-    of the model's parameters or MACs (met by searching the per-layer rate)."""
-    kind: Literal["channels", "params", "macs"] = "channels"
+    """What a trial prunes to: a per-layer channel fraction, a global reduction of the
+    model's parameters or MACs, or a latency in ms on the first latency backend (the
+    last three met by searching the per-layer rate)."""
+    kind: Literal["channels", "params", "macs", "latency_ms"] = "channels"
     value: float
 
-    @field_validator("value")
-    @classmethod
-    def _in_open_unit_interval(cls, v: float) -> float:
-        if not 0.0 < v < 1.0:
+    @model_validator(mode="after")
+    def _in_range(self) -> "PruneTarget":
+        if self.kind == "latency_ms":
+            if not 0.0 < self.value < 1e6:
+                raise ValueError("a latency target is a number of milliseconds > 0")
+        elif not 0.0 < self.value < 1.0:
             raise ValueError("a pruning rate must lie in (0, 1)")
-        return v
+        return self
 
     @property
     def label(self) -> str:
@@ -101,7 +104,7 @@ def parse_target(item: Any) -> Any:
     if isinstance(item, str) and "=" in item:
         kind, _, value = item.partition("=")
         return {"kind": kind.strip(), "value": value.strip()}
-    raise ValueError(f"a rate is a number in (0, 1), {{params: x}} or {{macs: x}}; got {item!r}")
+    raise ValueError(f"a rate is a number in (0, 1), {{params: x}}, {{macs: x}} or {{latency_ms: ms}}; got {item!r}")
 
 
 class TargetLayers(Strict):
@@ -213,6 +216,12 @@ class LatencyBackend(Strict):
     repeats: Optional[int] = Field(None, gt=0, le=100_000)
     token_env: str = Field("EDGEPRUNE_AGENT_TOKEN", description="environment variable holding the agent's token")
     timeout: float = Field(600.0, gt=0, le=86_400, description="seconds to wait for the agent")
+    runtime: Optional[str] = Field(None, description="a device backend: the runtime on the device "
+                                                     "(onnxruntime, openvino, litert; default onnxruntime)")
+    target: Optional[str] = Field(None, description="tvm: the compiler target (default 'llvm -mcpu=native')")
+    max_repeats: Optional[int] = Field(None, gt=0, le=1_000_000, description="the cap of adaptive repeats")
+    ci: Optional[float] = Field(None, gt=0, lt=1, description="repeat until the median's 95 % CI is within "
+                                                              "+/- this fraction")
 
     @model_validator(mode="before")
     @classmethod
@@ -221,7 +230,9 @@ class LatencyBackend(Strict):
             v = {"backend": REMOTE, "device": v} if "://" in v else {"backend": v}
         if isinstance(v, dict):
             v = dict(v)
-            if "device" in v and "backend" not in v:
+            if v.get("device"):               # {device: URL, backend: litert}: litert on the device
+                if v.get("backend") not in (None, REMOTE):
+                    v["runtime"] = v["backend"]
                 v["backend"] = REMOTE
             b = v.get("backend")
             if isinstance(b, str) and b != REMOTE:
@@ -252,6 +263,10 @@ class MeasureConfig(Strict):
     latency_repeats: int = Field(20, gt=0, le=100_000)
     latency_batch_size: int = Field(1, gt=0, le=4096)
     latency_input_size: Optional[int] = Field(None, gt=0, le=4096, description="default: the trial's input size")
+    latency_ci: Optional[float] = Field(0.03, gt=0, lt=1, description="repeat until the median's 95 % confidence "
+                                        "interval is within +/- this fraction of it (null: exactly latency_repeats)")
+    latency_max_repeats: Optional[int] = Field(300, gt=0, le=1_000_000, description="the cap of those repeats")
+    backend_accuracy: bool = Field(True, description="measure test accuracy in each latency backend's runtime")
     eval_batch_size: int = Field(500, gt=0, le=65536)
 
     @field_validator("latency", mode="before")
@@ -279,7 +294,9 @@ class MeasureConfig(Strict):
                 "threads": b.threads or self.latency_threads, "batch_size": b.batch_size or self.latency_batch_size,
                 "input_size": b.input_size or self.latency_input_size,
                 "warmup": self.latency_warmup if b.warmup is None else b.warmup,
-                "repeats": b.repeats or self.latency_repeats})
+                "repeats": b.repeats or self.latency_repeats,
+                "ci": b.ci if b.ci is not None else self.latency_ci,
+                "max_repeats": b.max_repeats or self.latency_max_repeats})
             if b.label in seen:
                 raise ValueError(f"measure.latency: two backends are labelled {b.label!r}; give one a `name:`")
             seen.add(b.label)

@@ -122,9 +122,11 @@ class SweepConfig(Strict):
         backends = self.measure.latency_backends()
         if not self.deploy.dynamic_batch and any(b.batch_size != 1 for b in backends if b.backend != "torch"):
             raise ValueError("measure: a latency batch size other than 1 needs deploy.dynamic_batch: true")
+        if any(r.kind == "latency_ms" for r in self.rates) and not backends:
+            raise ValueError("rates: a latency_ms target needs a latency backend (measure.latency) to meet it on")
         unstructured = [a for a in self.algorithms if not ALGORITHMS.get(a).structured]
         if unstructured and any(r.kind != "channels" for r in self.rates):
-            raise ValueError(f"rates: {unstructured[0]} zeroes weights and cannot meet params/macs targets; "
+            raise ValueError(f"rates: {unstructured[0]} zeroes weights and cannot meet params/macs/latency targets; "
                              "give it plain rates (a separate sweep)")
         return self
 

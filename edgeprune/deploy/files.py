@@ -22,11 +22,15 @@ class TrialArtifacts:
 
     def __init__(self, model: nn.Module, input_size: int, deploy, stem: str, *,
                  check_images: Callable[[int], torch.Tensor],
-                 calibration: Callable[[int], Iterable]):
+                 calibration: Callable[[int], Iterable], test_batches: Optional[Iterable] = None):
         self.model, self.input_size, self.deploy, self.stem = model, input_size, deploy, stem
         self._check_images, self._calibration = check_images, calibration
+        # what backends check their runtime's output against (real test images) and measure accuracy on
+        self.parity_images = check_images(input_size)[:16].contiguous().numpy()
+        self.test_batches = test_batches
         self.folder = Path(tempfile.mkdtemp(prefix="edgeprune-onnx-"))
         self.exports: dict[int, ExportReport] = {}
+        self._static: dict[tuple, Path] = {}
         self.quantized: dict[int, QuantizeReport] = {}
 
     def _name(self, size: int, suffix: str) -> Path:
@@ -43,6 +47,20 @@ class TrialArtifacts:
                 check_inputs=self._check_images(size), opset=d.opset, dynamic_batch=d.dynamic_batch,
                 atol=d.parity_atol, exporter=d.exporter, check_images=d.parity_images)
         return self.exports[size].path
+
+    def static_onnx(self, size: Optional[int] = None, batch: int = 1) -> Path:
+        """The fp32 ONNX file with its batch fixed (compilers such as TVM want static shapes)."""
+        size = size or self.input_size
+        if not self.deploy.dynamic_batch and batch == 1:
+            return self.onnx(size)
+        key = (size, batch)
+        if key not in self._static:
+            d = self.deploy
+            self._static[key] = export_onnx(
+                self.model, self._name(size, f".static{batch}.onnx"), size, check_inputs=self._check_images(size),
+                opset=d.opset, dynamic_batch=False, batch_size=batch, atol=d.parity_atol, exporter=d.exporter,
+                check_images=d.parity_images).path
+        return self._static[key]
 
     def int8(self, size: Optional[int] = None) -> Path:
         """The int8 ONNX file at `size`, quantized from the fp32 one."""

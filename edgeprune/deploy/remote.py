@@ -85,7 +85,8 @@ class AgentClient:
 
     def benchmark(self, model: Union[str, Path, bytes], *, threads: int = 1, warmup: int = 3, repeats: int = 20,
                   batch_size: int = 1, input_shape: Optional[list[int]] = None,
-                  max_seconds: Optional[float] = None) -> dict:
+                  max_seconds: Optional[float] = None, runtime: str = "onnxruntime",
+                  max_repeats: Optional[int] = None, rel_ci: Optional[float] = None) -> dict:
         """Benchmark an ONNX model (a path or its bytes) on the device: median_ms, p90_ms,
         mean_ms, min_ms, max_ms, repeats, ..., the device under "device", and
         `round_trip_s`, the wall time of the whole request seen from here."""
@@ -99,6 +100,10 @@ class AgentClient:
             query["input_shape"] = "x".join(str(int(d)) for d in input_shape)
         if max_seconds is not None:
             query["max_seconds"] = max_seconds
+        if runtime != "onnxruntime":
+            query["runtime"] = runtime
+        if rel_ci:
+            query.update(rel_ci=rel_ci, max_repeats=max_repeats or repeats)
         t0 = time.perf_counter()
         result = self._request("POST", "/benchmark", body=bytes(data), query=query)
         result["round_trip_s"] = time.perf_counter() - t0

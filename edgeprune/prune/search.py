@@ -16,7 +16,7 @@ MAX_RATE = 0.95
 
 def search_layer_rate(model: nn.Module, goal: float, prune_at: Callable[[nn.Module, float], PruneResult],
                       cost: Callable[[nn.Module], float], what: str, max_steps: int = 16,
-                      base: float | None = None) -> PruneResult:
+                      base: float | None = None, tolerance: float = TOLERANCE) -> PruneResult:
     """The pruned copy of `model` whose reduction of `cost` (against `base`, default
     `model`'s own cost) is closest to `goal`."""
     base = cost(model) if base is None else base
@@ -26,14 +26,14 @@ def search_layer_rate(model: nn.Module, goal: float, prune_at: Callable[[nn.Modu
         return 1.0 - cost(result.model) / base, result
 
     top, best = attempt(MAX_RATE)
-    if top < goal - TOLERANCE:
+    if top < goal - tolerance:
         raise EdgepruneError(f"cannot remove {goal:.0%} of the {what}: pruning every targeted layer at "
                              f"{MAX_RATE:.0%} removes {top:.1%}; target more layer types "
                              "(target.layers: [conv2d, linear]) or lower the goal")
     best_gap = abs(top - goal)
     lo, hi = 0.0, MAX_RATE
     for _ in range(max_steps):
-        if best_gap <= TOLERANCE:
+        if best_gap <= tolerance:
             break
         mid = (lo + hi) / 2
         reduction, result = attempt(mid)

@@ -47,6 +47,7 @@ class Trace:
     symbol: str = "circle"
     size: float = 9
     error: Optional[list] = None     # ± per point (standard deviation over seeds)
+    xerror: Optional[list] = None    # ± per point along x (a latency's 95 % confidence interval)
     keys: Optional[list] = None      # trial keys, for clicks
     hover: Optional[list] = None     # one text per point
     group: Optional[str] = None      # legend group
@@ -185,9 +186,12 @@ def tradeoff(df: pd.DataFrame, cost: str, fig_id: str) -> Figure:
         name = ((f"baseline · {s}" if multi_series else "baseline (unpruned)") if base else
                 (f"{algo} · {s}" if multi_series else algo)) + (" refined" if refined else "")
         symbol = "star" if base else ("diamond-open" if refined else symbols[s])   # refined: screened points' sequel
+        xerror = None
+        if cost == "latency_ms" and "latency_ci_rel" in g and g["latency_ci_rel"].notna().any():
+            xerror = list((g["latency_ms"] * g["latency_ci_rel"]).fillna(0) * scale)   # the median's 95 % CI
         panel.traces.append(Trace(list(g[cost] * scale), list(100 * g["accuracy"]), name, "markers", colors[algo],
                                   symbol, 17 if base else 11 if refined else 9, keys=list(g["key"]),
-                                  hover=hover(g), group="baseline" if base else algo))
+                                  hover=hover(g), group="baseline" if base else algo, xerror=xerror))
     lo, hi = (d[cost] * scale).min(), (d[cost] * scale).max()
     panel.xlog = bool(lo > 0 and hi / lo > 20)
     return Figure(fig_id, f"Accuracy vs {label.split(' (')[0]}", [panel], legend_title="algorithm")

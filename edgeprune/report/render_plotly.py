@@ -26,6 +26,7 @@ def _trace(t: Trace, panel: Panel) -> go.BaseTraceType:
         x=t.x, y=t.y, mode="lines+markers" if step else t.mode, name=t.name, legendgroup=t.group or t.name,
         showlegend=t.legend, line=line, marker=marker, offsetgroup=t.offset_group,
         error_y=dict(type="data", array=t.error, visible=True, thickness=1) if t.error else None,
+        error_x=dict(type="data", array=t.xerror, visible=True, thickness=1) if t.xerror else None,
         customdata=np.array(t.keys, dtype=object) if t.keys is not None else None, text=t.hover,
         hovertemplate="%{text}<extra></extra>" if t.hover else None)
 

@@ -41,8 +41,8 @@ def _draw(ax, t: Trace, categorical: list | None) -> None:
         star = t.symbol == "star"
         ax.scatter(x, t.y, s=90 if star else 22, marker=_MARKERS.get(t.symbol, "o"), zorder=3 if star else 2,
                    edgecolors="white" if star else "none", linewidths=0.5, **kw)
-        if t.error:
-            ax.errorbar(x, t.y, yerr=t.error, fmt="none", ecolor=_color(t.color), capsize=2)
+        if t.error or t.xerror:
+            ax.errorbar(x, t.y, yerr=t.error, xerr=t.xerror, fmt="none", ecolor=_color(t.color), capsize=2)
 
 
 def render_static(fig: Figure):

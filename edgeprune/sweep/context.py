@@ -27,6 +27,7 @@ from ..models import create_model
 from ..prune import saved
 from ..train import finetune
 from .plan import TrialSpec, with_old_behaviour
+from .shared_timing import SharedTiming
 
 
 @dataclass
@@ -106,6 +107,7 @@ class TrialContext:
         self._teachers: dict[int, nn.Module] = {}
         self.latency_backends = make_backends(latency_specs(self.measure, self.quantize)) \
             if self.measure.latency else []
+        self.timing = SharedTiming()          # one latency per architecture and backend (shared_timing)
 
     # -- loaders ---------------------------------------------------------------
     def train_loader(self, base: UnprunedModel, seed: int, augment: Optional[bool] = None) -> BatchLoader:
@@ -203,7 +205,10 @@ class TrialContext:
                                image_size=size, seed=seed)
 
         return TrialArtifacts(model, base.input_size, self.deploy, stem,
-                              check_images=lambda size: resized(check, size), calibration=calibration)
+                              check_images=lambda size: resized(check, size), calibration=calibration,
+                              test_batches=make_loader(self.host_data.test, self.measure.eval_batch_size, base.mean,
+                                                       base.std, image_size=base.input_size)
+                              if self.measure.backend_accuracy else None)
 
     @property
     def keeps_onnx(self) -> bool:

@@ -26,13 +26,15 @@ from .events import Failed, Finished, Started
 from .executors import SweepJob
 from .plan import TrialSpec, TrialTask, adopt_stored, plan_tasks, plan_trials, shared_settings
 from .progress import SilentProgress
+from .shared_timing import SharedTiming
 
 
 class _Recorder:
     """Turns executor events into store writes and progress."""
 
-    def __init__(self, store: ResultStore, progress: SilentProgress, by_id: dict, models: ArtifactStore):
-        self.store, self.progress, self.by_id, self.models = store, progress, by_id, models
+    def __init__(self, store: ResultStore, progress: SilentProgress, by_id: dict, models: ArtifactStore,
+                 timing: SharedTiming):
+        self.store, self.progress, self.by_id, self.models, self.timing = store, progress, by_id, models, timing
         self.running: dict[str, TrialTask] = {}
 
     def __call__(self, event) -> None:
@@ -49,6 +51,8 @@ class _Recorder:
             if event.model is not None and tid in event.rows and "model_path" not in event.rows[tid]:
                 # kept for the trials that start from it: the driver writes it, workers need no shared disk
                 event.rows[tid]["model_path"] = self.models.put_bytes(f"models/{tid}.pt", event.model)
+            for row in event.rows.values():      # one latency per architecture and backend in a run
+                self.timing.unify(row)
             self.store.finish(event.rows)
             for trial_id, error in event.errors.items():
                 self.store.mark_failed(trial_id, error)
@@ -117,7 +121,8 @@ def run_sweep(cfg: SweepConfig, progress: Optional[SilentProgress] = None, retry
             for task in tasks:               # a variants-only task's primary is shown, not stored
                 by_id.setdefault(task.spec.trial_id, task.spec)
             progress.start(total=len(specs), already_done=len(specs) - len(todo))
-            recorder = _Recorder(store, progress, by_id, ArtifactStore(cfg.storage or run.path))
+            timing = SharedTiming(finished.values())
+            recorder = _Recorder(store, progress, by_id, ArtifactStore(cfg.storage or run.path), timing)
             try:
                 if tasks:
                     data = data or load_dataset(cfg.dataset, seed=cfg.seed)

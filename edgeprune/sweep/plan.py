@@ -28,7 +28,10 @@ _NESTED_NOT_IDENTITY = {("dataset", "root"), ("dataset", "download"), ("prune", 
 OLD_BEHAVIOUR = {("quantize",): [NO_VARIANT], ("finetune", "distill"): None,
                  ("measure", "latency_batch_size"): 1, ("measure", "latency_input_size"): None,
                  ("dataset", "options"): {}, ("dataset", "skip_bad_images"): False, ("prune", "recalibrate_bn"): 0,
-                 ("strategy",): "independent"}
+                 ("strategy",): "independent", ("measure", "latency_ci"): None, ("measure", "latency_max_repeats"): None,
+                 ("measure", "backend_accuracy"): False}
+# ... and the same for each entry of measure.latency (a list of backends)
+OLD_BACKEND_BEHAVIOUR = {"runtime": None, "target": None, "max_repeats": None, "ci": None}
 
 
 PRUNE, REFINE = "prune", "refine"     # a trial's stage
@@ -148,6 +151,10 @@ def shared_settings(cfg: SweepConfig) -> dict:
             del node[key]
     if d.get("prune") == {}:
         del d["prune"]
+    for entry in d["measure"]["latency"] if isinstance(d["measure"].get("latency"), list) else []:
+        for key, old in OLD_BACKEND_BEHAVIOUR.items():
+            if key in entry and entry[key] == old:
+                del entry[key]
     if "deploy" in d and d["deploy"] == type(cfg.deploy)().model_dump(mode="json"):
         del d["deploy"]
     if resolved_precision(cfg) != "fp32":     # fp32 runs keep the ids they had before precision was recorded

@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 
 from ..deploy.backends import measure_latencies
+from ..deploy.backends.base import architecture_signature
 from ..errors import EdgepruneError, first_line
 from ..measure import count_macs, count_params, evaluate, model_size_bytes
 from ..prune import prune_model
@@ -124,10 +125,13 @@ def _prune(t: _Trial, ctx: TrialContext, parent: Optional[Parent] = None) -> Non
     source = base.model if parent is None else parent.model     # a cascade link prunes its parent further
     with time_limit(ctx.prune_timeout, f"pruning {spec.model_label} ({spec.algorithm} at {spec.rate_label})",
                     "raise prune.timeout_s, or target fewer layers"):
-        result = prune_model(source, spec.algorithm, spec.rate, base.input_size, kind=spec.target_kind,
-                             layers=target.layers, include=target.include, exclude=target.exclude,
-                             round_to=ctx.round_to, seed=spec.seed, calibration=calibration,
-                             reference=None if parent is None else base.model)
+        if spec.target_kind == "latency_ms":
+            result = _prune_to_latency(t, ctx, source, calibration)
+        else:
+            result = prune_model(source, spec.algorithm, spec.rate, base.input_size, kind=spec.target_kind,
+                                 layers=target.layers, include=target.include, exclude=target.exclude,
+                                 round_to=ctx.round_to, seed=spec.seed, calibration=calibration,
+                                 reference=None if parent is None else base.model)
     result.model.edgeprune_history = list(getattr(source, "edgeprune_history", None) or []) + result.history
     if parent is not None:       # channels against the original, as an independent trial reports them
         original = {n: c[0] for n, c in (parent.metrics.get("layer_channels") or {}).items()}
@@ -148,6 +152,36 @@ def _prune(t: _Trial, ctx: TrialContext, parent: Optional[Parent] = None) -> Non
         t.metrics["warning"] = (f"{spec.algorithm} at {spec.rate_label} removed no channel: the targeted "
                                 f"layers ({', '.join(target.layers)}) share every group with layers that stay "
                                 "whole; try target.layers: [conv2d, linear]")
+
+
+def _prune_to_latency(t: _Trial, ctx: TrialContext, source: nn.Module, calibration):
+    """Prune until the first latency backend times the model within 5 % of the target
+    (searching the per-layer rate, as for params/macs targets)."""
+    from ..prune.search import search_layer_rate
+    spec, base, target = t.spec, t.base, ctx.target
+    backend = ctx.latency_backends[0]
+
+    def latency(m: nn.Module) -> float:
+        files = ctx.deploy_files(f"{spec.trial_id}-probe", copy.deepcopy(m).to("cpu").eval(), base, spec.seed)
+        try:
+            return backend.time(files, False).median_ms
+        finally:
+            files.close()
+
+    def prune_at(m: nn.Module, r: float):
+        return prune_model(m, spec.algorithm, r, base.input_size, layers=target.layers, include=target.include,
+                           exclude=target.exclude, round_to=ctx.round_to, seed=spec.seed, calibration=calibration,
+                           inplace=True)
+
+    start_ms = latency(source)
+    t.metrics.update(latency_target_ms=spec.rate, latency_unpruned_ms=start_ms)
+    goal = 1.0 - spec.rate / start_ms
+    if goal <= 0:        # it is fast enough already: nothing to remove
+        return prune_at(copy.deepcopy(source), 0.0)
+    result = search_layer_rate(source, goal, prune_at, latency, what=f"latency on {backend.spec.label}",
+                               base=start_ms, tolerance=0.05 * spec.rate / start_ms)
+    t.metrics["latency_reached_ms"] = latency(result.model)
+    return result
 
 
 def _finetune(t: _Trial, ctx: TrialContext, epochs: Optional[float] = None) -> None:
@@ -177,7 +211,9 @@ def _measure(t: _Trial, ctx: TrialContext) -> None:
              mac_reduction=1 - macs / base.macs, size_bytes=model_size_bytes(t.model), size_kind="pytorch module")
     files = ctx.deploy_files(spec.trial_id, t.model, base, spec.seed)
     try:
-        m.update(measure_latencies(files, ctx.latency_backends))
+        sig = architecture_signature(t.model, base.input_size)
+        m.update(measure_latencies(files, ctx.latency_backends, known=ctx.timing.known(sig)))
+        ctx.timing.unify(m)
         if ctx.keeps_onnx:
             files.onnx()
         m.update(files.export_metrics())

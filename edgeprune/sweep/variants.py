@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from ..deploy.backends import measure_latencies
+from ..deploy.backends.base import architecture_signature
 from ..deploy.quantize import onnx_accuracy
 from ..registry import VARIANTS
 
@@ -35,7 +36,9 @@ def int8(model, trained: dict, ctx, base, spec) -> dict:
                        size_bytes=q.size_bytes, size_kind="int8 onnx", onnx_size_bytes=q.size_bytes,
                        size_bytes_fp32_onnx=q.fp32_size_bytes, calibration_images=q.calibration_images,
                        quantize_seconds=q.seconds)
-        metrics.update(measure_latencies(files, ctx.latency_backends, quantized=True))
+        sig = architecture_signature(model, base.input_size) + "-int8"
+        metrics.update(measure_latencies(files, ctx.latency_backends, quantized=True, known=ctx.timing.known(sig)))
+        ctx.timing.unify(metrics)
         kept = ctx.keep_files([int8_path])
         if kept:
             metrics["onnx_path"] = kept[int8_path.name]

@@ -8,6 +8,7 @@ from ..context import TrialContext
 from ..events import Event, Failed, Finished, Started
 from ...prune.saved import loads
 from ..trial import Parent, run_trial
+from ..shared_timing import SharedTiming
 from .lineage import Lineage
 
 
@@ -21,6 +22,7 @@ class LocalExecutor:
     def run(self, job) -> Iterator[Event]:
         ctx = TrialContext(job.settings, job.data, job.run_dir, artifacts=job.artifacts, device=job.cfg.device,
                            weights_dir=job.cfg.weights_dir, prune_timeout=job.cfg.prune.timeout_s)
+        ctx.timing = SharedTiming(job.finished.values())
         lineage = Lineage(job.tasks, job.finished, str(job.cfg.storage or job.run_dir))
         for task in job.tasks:           # planned in order: a parent before its children
             if task.spec.trial_id in lineage.failed:

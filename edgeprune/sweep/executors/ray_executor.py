@@ -31,6 +31,7 @@ from ...registry import plugin_snapshot, restore_plugins
 from ..context import TrialContext, adaptation_key
 from ..events import Event, Failed, Finished, Started
 from ..plan import TrialSpec, TrialTask
+from ..shared_timing import SharedTiming
 from ..trial import Parent, run_trial
 from .lineage import Lineage
 
@@ -81,6 +82,8 @@ def _task(task: TrialTask, shared: dict, packed_data: dict, artifacts, adapted: 
           parent: Optional[tuple] = None) -> dict:
     ctx = _context(shared, packed_data, artifacts)
     ctx.adapted_states.update(adapted)
+    for sig, timings in shared["timing"].items():          # what earlier trials of the run measured
+        ctx.timing.by_signature.setdefault(sig, timings)
     trial_id = task.trial_ids[0]
     tracker.started.remote(trial_id)
     last = [0.0]
@@ -163,6 +166,7 @@ class RayExecutor:
         shared = {"settings": job.settings, "run_dir": str(job.run_dir), "device": job.cfg.device,
                   "weights_dir": job.cfg.weights_dir, "threads": max(1, int(rc.cpus_per_trial)),
                   "prune_timeout": job.cfg.prune.timeout_s,
+                  "timing": SharedTiming(job.finished.values()).by_signature,
                   "plugins": plugin_snapshot()}
         options = dict(num_cpus=rc.cpus_per_trial, num_gpus=rc.gpus_per_trial, max_retries=rc.max_retries)
         data_ref = ray.put(pack(job.data))

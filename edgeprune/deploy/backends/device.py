@@ -1,0 +1,60 @@
+"""An `edgeprune agent` on the device: the runtime's file is uploaded and timed there
+(ONNX for onnxruntime and for OpenVINO, which compiles it on the device; .tflite for
+LiteRT). A TVM module is native code, which the agent never loads: for TVM on a
+device, compile here with `{backend: tvm, target: 'llvm -mtriple=...'}` and run the
+module with TVM's own RPC server (`python -m tvm.exec.rpc_server`)."""
+from __future__ import annotations
+
+from ...config import REMOTE
+from ...errors import EdgepruneError
+from ...registry import LATENCY_BACKENDS
+from .base import LatencyBackend, Measurement
+from .local import LiteRT
+
+RUNTIMES = ("onnxruntime", "openvino", "litert")
+
+
+@LATENCY_BACKENDS.register(REMOTE)
+class Device(LatencyBackend):
+    def __init__(self, spec):
+        super().__init__(spec)
+        self.runtime = spec.runtime or "onnxruntime"
+        if self.runtime not in RUNTIMES:
+            raise EdgepruneError(f"a device runs {', '.join(RUNTIMES)}, not {self.runtime!r}"
+                                 + ("; a TVM module is native code: run it with TVM's RPC server"
+                                    if self.runtime == "tvm" else ""))
+        from ..remote import AgentClient
+        self.client = AgentClient(spec.device, token_env=spec.token_env, timeout=spec.timeout,
+                                  busy_wait=spec.timeout)
+        self._litert = None
+
+    def artifact(self, files, quantized):
+        if self.runtime == "litert":
+            self._litert = self._litert or LiteRT.__new__(LiteRT)
+            self._litert.spec, self._litert._sessions = self.spec, {}
+            return self._litert.artifact(files, quantized)
+        return self.onnx_file(files, quantized)
+
+    def assess(self, files, quantized):
+        if self.runtime == "litert" and quantized:
+            return {}
+        path = self.artifact(files, quantized)
+        return {"file_bytes": path.stat().st_size}       # accuracy and parity: in this machine's backends
+
+    def time(self, files, quantized):
+        if self.runtime == "litert" and quantized:
+            return None
+        s = self.spec
+        r = self.client.benchmark(self.artifact(files, quantized), threads=s.threads, warmup=s.warmup,
+                                  repeats=s.repeats, batch_size=s.batch_size, runtime=self.runtime,
+                                  max_repeats=s.max_repeats if s.ci else None, rel_ci=s.ci)
+        info = r.get("device", {})
+        extra = {k: r[k] for k in ("ci_rel", "iqr_ms", "ci_low_ms", "ci_high_ms", "repeats") if k in r}
+        return Measurement(r["median_ms"], r["p90_ms"], {**extra, "runtime": self.runtime,
+                                                         "device": device_summary(info), "info": info})
+
+
+def device_summary(info: dict) -> str:
+    board = info.get("board") or info.get("hostname") or "device"
+    return (f"{board}: {info.get('cpu', '?')} x{info.get('cores', '?')}, "
+            f"onnxruntime {info.get('onnxruntime', '?')}")

@@ -1,0 +1,235 @@
+"""The runtimes on this machine: PyTorch eager, ONNX Runtime, OpenVINO, Apache TVM and
+LiteRT, each behind its own extra (`pip install "edgeprune[openvino]"`, ...)."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ...agent.bench import make_session, time_calls
+from ...errors import EdgepruneError, first_line
+from ...registry import LATENCY_BACKENDS
+from .base import LatencyBackend, Measurement, spread
+
+
+@LATENCY_BACKENDS.register("torch")
+class TorchEager(LatencyBackend):
+    """PyTorch eager on this machine's CPU (no int8: the int8 model exists as ONNX only)."""
+    runs_onnx = False
+
+    def assess(self, files, quantized):
+        return {}                     # the trial's own accuracy is PyTorch's
+
+    @torch.inference_mode()
+    def time(self, files, quantized):
+        if quantized:
+            return None
+        s, model = self.spec, files.model
+        previous, was_training = torch.get_num_threads(), model.training
+        torch.set_num_threads(s.threads)
+        model.eval()
+        try:
+            x = torch.randn(s.batch_size, 3, self.size(files), self.size(files))
+            times, info = time_calls(lambda: model(x), warmup=s.warmup, repeats=s.repeats,
+                                     max_repeats=s.max_repeats, rel_ci=s.ci)
+        finally:
+            torch.set_num_threads(previous)
+            model.train(was_training)
+        median, p90, extra = spread(times, info)
+        return Measurement(median, p90, extra)
+
+
+@LATENCY_BACKENDS.register("onnxruntime")
+class OnnxRuntime(LatencyBackend):
+    """onnxruntime's CPU execution provider on this machine."""
+    requires = ("onnxruntime",)
+    extra = "onnxruntime"
+
+    def load(self, path):
+        return make_session(str(path), self.spec.threads)
+
+    def predict(self, session, images):
+        return session.run(None, {session.get_inputs()[0].name: np.ascontiguousarray(images)})[0]
+
+
+@LATENCY_BACKENDS.register("openvino")
+class OpenVINO(LatencyBackend):
+    """Intel's OpenVINO runtime on this machine's CPU, from the verified ONNX file (saved
+    as OpenVINO IR, model.xml + .bin); int8 runs the ONNX Runtime-quantized QDQ model,
+    which OpenVINO executes in int8. fp32 inference is asked for (no bf16 downcast)."""
+    requires = ("openvino",)
+    extra = "openvino"
+    suffix = ".xml"
+
+    def compile_file(self, path, input_size):
+        import openvino as ov
+        xml = Path(path).with_suffix(".openvino.xml")
+        if not xml.is_file():
+            ov.save_model(ov.Core().read_model(str(path)), str(xml), compress_to_fp16=False)
+        return xml
+
+    def load(self, path):
+        import openvino as ov
+        compiled = ov.Core().compile_model(str(path), "CPU", {
+            "INFERENCE_NUM_THREADS": self.spec.threads, "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": "f32"})
+        return compiled.create_infer_request()
+
+    def predict(self, session, images):
+        return np.array(session.infer({0: np.ascontiguousarray(images)})[0])
+
+    def inputs(self, files):
+        return super().inputs(files)
+
+
+def tvm_target(text: str) -> dict:
+    """'llvm -mcpu=native -mtriple=aarch64-linux-gnu' as the dict TVM 0.2x takes."""
+    kind, *options = text.split()
+    target: dict = {"kind": kind}
+    for option in options:
+        key, _, value = option.lstrip("-").partition("=")
+        target[key] = value if value else True
+    if target.get("mcpu") == "native":      # LLVM no longer takes "native": name this CPU
+        from tvm.target import codegen
+        target["mcpu"] = codegen.llvm_get_system_cpu()
+    return target
+
+
+@LATENCY_BACKENDS.register("tvm")
+class TVM(LatencyBackend):
+    """Apache TVM: ONNX -> Relax -> a module compiled for `target` (default
+    'llvm -mcpu=native'; a cross target such as 'llvm -mtriple=aarch64-linux-gnu' is
+    compiled and exported for the device, and timed there, not here). Static batch."""
+    requires = ("tvm",)
+    extra = "tvm"
+    suffix = ".so"
+
+    @property
+    def target(self) -> str:
+        return self.spec.target or "llvm -mcpu=native"
+
+    @property
+    def cross(self) -> bool:
+        return "-mtriple" in self.target and "x86_64" not in self.target
+
+    def artifact(self, files, quantized):
+        if quantized:           # TVM's ONNX front end does not take QDQ int8 graphs: fp32 only here
+            raise EdgepruneError("tvm: int8 is not offered (its ONNX importer does not read the QDQ int8 "
+                                 "model); measure int8 in onnxruntime or openvino")
+        return self.compile_file(files.static_onnx(self.size(files), self.spec.batch_size), self.size(files))
+
+    def compile_file(self, path, input_size):
+        import onnx
+        import tvm
+        from tvm.relax.frontend.onnx import from_onnx
+        source = Path(path)
+        lib = source.with_suffix(".tvm.so")
+        if not lib.is_file():
+            side = input_size
+            try:
+                mod = from_onnx(onnx.load(str(source)), shape_dict={"input": [self.spec.batch_size, 3, side, side]},
+                                keep_params_in_input=False)
+                executable = tvm.compile(mod, target=tvm.target.Target(tvm_target(self.target)))
+                executable.export_library(str(lib))
+            except Exception as e:  # noqa: BLE001 - TVM raises its own types
+                hint = ("; export the model with a fixed batch (edgeprune deploy ... --static-batch)"
+                        if "ShapeExpr" in str(e) else "")
+                raise EdgepruneError(f"tvm could not compile {source.name} for {self.target!r}: "
+                                     f"{type(e).__name__}: {first_line(e, 200)}{hint}") from None
+        return lib
+
+    def load(self, path):
+        import tvm
+        from tvm import relax
+        vm = relax.VirtualMachine(tvm.runtime.load_module(str(path)), tvm.cpu())
+        return vm
+
+    def predict(self, session, images):
+        import tvm
+        out = session["main"](tvm.runtime.tensor(np.ascontiguousarray(images)))
+        out = out[0] if isinstance(out, (list, tuple)) or not hasattr(out, "numpy") else out
+        return out.numpy()
+
+    def time(self, files, quantized):
+        if quantized:
+            return None
+        if self.cross:               # compiled for another machine: kept for the device, not run here
+            self.artifact(files, quantized)
+            return Measurement(float("nan"), float("nan"), {})
+        import os
+        os.environ.setdefault("TVM_NUM_THREADS", str(self.spec.threads))
+        return super().time(files, quantized)
+
+    def assess(self, files, quantized):
+        if quantized:
+            return {}
+        if self.cross:
+            return {"file_bytes": Path(self.artifact(files, quantized)).stat().st_size}
+        return super().assess(files, quantized)
+
+    def verify(self, files, session, path, quantized):
+        if len(files.parity_images) and self.spec.batch_size != 1:
+            return {}
+        return super().verify(files, session, path, quantized)
+
+
+@LATENCY_BACKENDS.register("litert")
+class LiteRT(LatencyBackend):
+    """LiteRT (TFLite): the PyTorch model converted by litert-torch to .tflite, run in
+    ai-edge-litert's interpreter (XNNPACK on the CPU). int8 is not offered: litert-torch's
+    quantizer needs its own calibration recipe (README)."""
+    requires = ("litert_torch", "ai_edge_litert")
+    extra = "litert"
+    suffix = ".tflite"
+
+    def compile_file(self, path, input_size):
+        if Path(path).suffix != ".tflite":
+            raise EdgepruneError(f"litert runs .tflite files, not {Path(path).name}: `edgeprune deploy RUN TRIAL "
+                                 "--backend litert` converts a trial's model")
+        return Path(path)
+
+    def artifact(self, files, quantized):
+        side = self.size(files)
+        path = files.folder / f"{files.stem}-{side}px.tflite"
+        if not path.is_file():
+            import litert_torch
+            example = torch.zeros(self.spec.batch_size, 3, side, side)
+            try:
+                litert_torch.convert(files.model.eval(), (example,)).export(str(path))
+            except Exception as e:  # noqa: BLE001
+                raise EdgepruneError(f"litert-torch could not convert the model: {type(e).__name__}: "
+                                     f"{first_line(e, 200)}") from None
+        return path
+
+    def time(self, files, quantized):
+        return None if quantized else super().time(files, quantized)
+
+    def assess(self, files, quantized):
+        return {} if quantized else super().assess(files, quantized)
+
+    def load(self, path):
+        from ai_edge_litert.interpreter import Interpreter
+        it = Interpreter(model_path=str(path), num_threads=self.spec.threads)
+        it.allocate_tensors()
+        return it
+
+    def predict(self, session, images):
+        inp, out = session.get_input_details()[0], session.get_output_details()[0]
+        results = []
+        for i in range(0, len(images), self.spec.batch_size):
+            part = np.ascontiguousarray(images[i:i + self.spec.batch_size])
+            if len(part) < self.spec.batch_size:
+                part = np.concatenate([part, np.zeros((self.spec.batch_size - len(part), *part.shape[1:]),
+                                                      np.float32)])
+            session.set_tensor(inp["index"], part)
+            session.invoke()
+            results.append(session.get_tensor(out["index"])[:len(images) - i])
+        return np.concatenate(results)
+
+
+for _alias, _name in (("eager", "torch"), ("pytorch", "torch"), ("ort", "onnxruntime"), ("onnx", "onnxruntime"),
+                      ("ov", "openvino"), ("tflite", "litert")):
+    LATENCY_BACKENDS.alias(_alias, _name)

@@ -1,0 +1,141 @@
+"""Backends: one interface for every runtime (parity on test images, accuracy in the
+runtime, latency with its spread, file size), latency shared by same-architecture
+trials, latency targets, and the device agent's runtimes."""
+import importlib.util
+import os
+import threading
+
+import pytest
+import torch
+
+from edgeprune import load_config, load_results, run_sweep
+from edgeprune.cli import main
+from edgeprune.errors import ConfigError, EdgepruneError
+
+from conftest import sweep_config
+
+TOKEN = "backend-test-token-0123456789"
+
+
+def _have(*modules) -> bool:
+    return all(importlib.util.find_spec(m) is not None for m in modules)
+
+
+def _cfg(data, out, backends, **kw):
+    return sweep_config(data, out, models=[{"name": "tiny_models:tiny_cnn", "pretrained": False}], rates=[0.5],
+                        measure={"latency": backends, "latency_repeats": 10, "latency_max_repeats": 60,
+                                 "eval_batch_size": 100}, **kw)
+
+
+def test_same_architecture_trials_share_one_latency_with_its_spread(tiny_cifar, tmp_path):
+    run_sweep(load_config(_cfg(tiny_cifar, tmp_path / "run", ["onnxruntime"], algorithms=["l1", "fpgm", "random"])))
+    df = load_results(tmp_path / "run").set_index("algorithm")
+    pruned = df.loc[["l1", "fpgm", "random"]]
+    assert pruned["arch_signature"].nunique() == 1                     # the same layer shapes
+    for col in ("latency_ms", "latency_onnxruntime_ms", "latency_onnxruntime_p90_ms", "latency_onnxruntime_ci_rel"):
+        assert pruned[col].nunique() == 1, col                          # one figure, not three noisy ones
+    assert df.loc["none", "arch_signature"] != df.loc["l1", "arch_signature"]
+    assert (df["latency_onnxruntime_repeats"] >= 10).all() and (df["latency_ci_rel"] > 0).all()
+    assert (df["latency_onnxruntime_iqr_ms"] >= 0).all()
+    # accuracy and parity are each trial's own, measured in the runtime
+    assert (df["latency_onnxruntime_accuracy"] == df["accuracy"]).all()
+    assert (df["latency_onnxruntime_max_abs_diff"] < 1e-3).all()
+    assert main(["report", str(tmp_path / "run")]) == 0
+    page = (tmp_path / "run" / "report" / "report.html").read_text()
+    assert '"error_x"' in page                                          # latency drawn with its spread
+
+
+@pytest.mark.parametrize("backend, modules", [("openvino", ("openvino",)), ("tvm", ("tvm", "onnx")),
+                                              ("litert", ("litert_torch", "ai_edge_litert"))])
+def test_each_runtime_checks_parity_accuracy_latency_and_size(tiny_cifar, tmp_path, backend, modules):
+    if not _have(*modules):
+        pytest.skip(f"{backend} is an optional extra (pip install 'edgeprune[{backend}]'): not installed here")
+    run_sweep(load_config(_cfg(tiny_cifar, tmp_path / "run", ["onnxruntime", backend], baseline=False)))
+    row = load_results(tmp_path / "run").iloc[0]
+    assert row["status"] == "done", row["error"]
+    assert row[f"latency_{backend}_ms"] > 0 and row[f"latency_{backend}_file_bytes"] > 0
+    assert row[f"latency_{backend}_max_abs_diff"] < 1e-3 and row[f"latency_{backend}_top1_agreement"] == 1.0
+    assert abs(row[f"latency_{backend}_accuracy"] - row["accuracy"]) <= 0.02
+
+
+def test_a_missing_runtime_is_one_line_naming_the_extra(tiny_cifar, tmp_path, monkeypatch, capsys):
+    from edgeprune.deploy.backends.local import OpenVINO
+    monkeypatch.setattr(OpenVINO, "requires", ("no_such_runtime_module",))
+    cfg = _cfg(tiny_cifar, tmp_path / "run", ["openvino"])
+    import yaml
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["sweep", str(tmp_path / "cfg.yaml"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'edgeprune[openvino]'" in err and err.count("\n") == 1 and not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(not _have("openvino", "tvm"), reason="openvino and tvm are optional extras, not installed here")
+def test_deploy_and_latency_by_hand_in_other_runtimes(tiny_cifar, tmp_path, capsys):
+    run_sweep(load_config(_cfg(tiny_cifar, tmp_path / "run", ["onnxruntime"], baseline=False, save_models=True)))
+    trial = load_results(tmp_path / "run").iloc[0]["trial_id"]
+    out = tmp_path / "out"
+    assert main(["deploy", str(tmp_path / "run"), trial[:8], "--backend", "openvino", "--backend", "tvm",
+                 "-o", str(out)]) == 0
+    assert (out / "model.openvino.xml").is_file() and (out / "model.openvino.bin").is_file()
+    assert (out / "model.tvm.so").is_file()
+    import json
+    checks = json.loads((out / "deploy.json").read_text())["checks"]
+    assert checks["openvino"]["max_abs_diff"] < 1e-3 and checks["tvm"]["top1_agreement"] == 1.0
+    capsys.readouterr()
+    assert main(["latency", str(out / "model.onnx"), "--backend", "openvino", "--repeats", "5"]) == 0
+    assert "openvino" in capsys.readouterr().out
+
+
+def test_a_latency_target_is_met_on_a_loopback_agent(tiny_cifar, tmp_path, monkeypatch):
+    """rates: [{latency_ms: T}] searches the per-layer rate until the first latency
+    backend (here a device: an agent on loopback) times the model within 5 % of T."""
+    from edgeprune.agent import make_server
+    server = make_server("127.0.0.1", 0, TOKEN, quiet=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("EDGEPRUNE_AGENT_TOKEN", TOKEN)
+    try:
+        probe = _cfg(tiny_cifar, tmp_path / "probe", [{"device": server.url}], algorithms=["l1"], rates=[0.1],
+                     models=[{"name": "resnet20", "pretrained": False}], baseline=True)
+        run_sweep(load_config(probe))
+        unpruned = load_results(tmp_path / "probe").set_index("algorithm").loc["none", "latency_ms"]
+        target = round(0.6 * unpruned, 4)
+        cfg = _cfg(tiny_cifar, tmp_path / "run", [{"device": server.url}], baseline=False,
+                   models=[{"name": "resnet20", "pretrained": False}], rates=[{"latency_ms": target}])
+        run_sweep(load_config(cfg))
+        row = load_results(tmp_path / "run").iloc[0]
+        assert row["status"] == "done", row["error"]
+        assert row["rate_label"] == f"latency_ms={target:g}" and row["latency_backend"] == "device"
+        assert abs(row["latency_reached_ms"] - target) <= 0.12 * target      # 5 % aimed; timing noise on 2 cores
+        assert 0 < row["layer_rate"] < 0.95
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_agent_lists_its_runtimes_and_refuses_native_code(tmp_path):
+    from edgeprune.agent import make_server
+    from edgeprune.deploy import AgentClient, AgentError
+    server = make_server("127.0.0.1", 0, TOKEN, quiet=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = AgentClient(server.url, token=TOKEN)
+        runtimes = client.info()["runtimes"]
+        assert runtimes["onnxruntime"] and set(runtimes) >= {"onnxruntime", "openvino", "litert"}
+        with pytest.raises(AgentError, match="native code"):
+            client.benchmark(b"\x7fELF not a model", runtime="tvm")
+        if runtimes["openvino"]:
+            from edgeprune.deploy import export_onnx
+            import tiny_models
+            path = export_onnx(tiny_models.tiny_cnn(10), tmp_path / "m.onnx", 32).path
+            r = client.benchmark(path, runtime="openvino", repeats=3)
+            assert r["runtime"] == "openvino" and r["median_ms"] > 0
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_latency_targets_need_a_backend(tiny_cifar, tmp_path):
+    cfg = sweep_config(tiny_cifar, tmp_path / "run", rates=[{"latency_ms": 5}], measure={"latency": False})
+    with pytest.raises(ConfigError, match="latency_ms target needs a latency backend"):
+        load_config(cfg)
