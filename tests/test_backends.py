@@ -22,9 +22,9 @@ def _have(*modules) -> bool:
 
 
 def _cfg(data, out, backends, **kw):
-    return sweep_config(data, out, models=[{"name": "tiny_models:tiny_cnn", "pretrained": False}], rates=[0.5],
-                        measure={"latency": backends, "latency_repeats": 10, "latency_max_repeats": 60,
-                                 "eval_batch_size": 100}, **kw)
+    settings = {"models": [{"name": "tiny_models:tiny_cnn", "pretrained": False}], "rates": [0.5], **kw}
+    return sweep_config(data, out, measure={"latency": backends, "latency_repeats": 10, "latency_max_repeats": 60,
+                                            "eval_batch_size": 100}, **settings)
 
 
 def test_same_architecture_trials_share_one_latency_with_its_spread(tiny_cifar, tmp_path):
@@ -37,6 +37,9 @@ def test_same_architecture_trials_share_one_latency_with_its_spread(tiny_cifar, 
     assert df.loc["none", "arch_signature"] != df.loc["l1", "arch_signature"]
     assert (df["latency_onnxruntime_repeats"] >= 10).all() and (df["latency_ci_rel"] > 0).all()
     assert (df["latency_onnxruntime_iqr_ms"] >= 0).all()
+    # timed alternately with the unpruned model: the ratio is stored, and the baseline's is about 1
+    assert (df["latency_relative"] == df["latency_onnxruntime_ms"] / df["latency_onnxruntime_reference_ms"]).all()
+    assert 0.7 < df.loc["none", "latency_relative"] < 1.4
     # accuracy and parity are each trial's own, measured in the runtime
     assert (df["latency_onnxruntime_accuracy"] == df["accuracy"]).all()
     assert (df["latency_onnxruntime_max_abs_diff"] < 1e-3).all()
@@ -106,7 +109,10 @@ def test_a_latency_target_is_met_on_a_loopback_agent(tiny_cifar, tmp_path, monke
         row = load_results(tmp_path / "run").iloc[0]
         assert row["status"] == "done", row["error"]
         assert row["rate_label"] == f"latency_ms={target:g}" and row["latency_backend"] == "device"
-        assert abs(row["latency_reached_ms"] - target) <= 0.12 * target      # 5 % aimed; timing noise on 2 cores
+        # the search met the target within 5 % as it measured it (a little more: bisection may stop at the
+        # closest rate); a fresh timing on 2 shared cores moves with their load, but stays well below unpruned
+        assert abs(row["latency_search_ms"] - target) <= 0.08 * target
+        assert row["latency_reached_ms"] < unpruned - 0.3 * (unpruned - target)
         assert 0 < row["layer_rate"] < 0.95
     finally:
         server.shutdown()

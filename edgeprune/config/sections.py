@@ -267,6 +267,8 @@ class MeasureConfig(Strict):
                                         "interval is within +/- this fraction of it (null: exactly latency_repeats)")
     latency_max_repeats: Optional[int] = Field(300, gt=0, le=1_000_000, description="the cap of those repeats")
     backend_accuracy: bool = Field(True, description="measure test accuracy in each latency backend's runtime")
+    latency_reference: bool = Field(True, description="time each model alternating with its unpruned model: "
+                                    "latency_<backend>_relative is their ratio, in which machine drift cancels")
     eval_batch_size: int = Field(500, gt=0, le=65536)
 
     @field_validator("latency", mode="before")

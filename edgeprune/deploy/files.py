@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import weakref
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
@@ -29,6 +30,10 @@ class TrialArtifacts:
         self.parity_images = check_images(input_size)[:16].contiguous().numpy()
         self.test_batches = test_batches
         self.folder = Path(tempfile.mkdtemp(prefix="edgeprune-onnx-"))
+        weakref.finalize(self, shutil.rmtree, str(self.folder), True)      # removed even if close() is missed
+        # the unpruned model's files: backends time a model alternating with it, so that
+        # their ratio (latency_<backend>_relative) does not move with the machine's load
+        self.reference: Optional["TrialArtifacts"] = None
         self.exports: dict[int, ExportReport] = {}
         self._static: dict[tuple, Path] = {}
         self.quantized: dict[int, QuantizeReport] = {}

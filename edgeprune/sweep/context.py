@@ -105,6 +105,7 @@ class TrialContext:
         self.adapted_states = adapted_states if adapted_states is not None else {}
         self._unpruned: dict[str, UnprunedModel] = {}
         self._teachers: dict[int, nn.Module] = {}
+        self._references: dict[int, TrialArtifacts] = {}
         self.latency_backends = make_backends(latency_specs(self.measure, self.quantize)) \
             if self.measure.latency else []
         self.timing = SharedTiming()          # one latency per architecture and backend (shared_timing)
@@ -204,11 +205,19 @@ class TrialContext:
             return make_loader(self.host_data.train, 64, base.mean, base.std, shuffle=True, augment=False,
                                image_size=size, seed=seed)
 
-        return TrialArtifacts(model, base.input_size, self.deploy, stem,
-                              check_images=lambda size: resized(check, size), calibration=calibration,
-                              test_batches=make_loader(self.host_data.test, self.measure.eval_batch_size, base.mean,
-                                                       base.std, image_size=base.input_size)
-                              if self.measure.backend_accuracy else None)
+        files = TrialArtifacts(model, base.input_size, self.deploy, stem,
+                               check_images=lambda size: resized(check, size), calibration=calibration,
+                               test_batches=make_loader(self.host_data.test, self.measure.eval_batch_size, base.mean,
+                                                        base.std, image_size=base.input_size)
+                               if self.measure.backend_accuracy else None)
+        if self.measure.latency_reference:
+            if id(base) not in self._references:     # made once per unpruned model, kept for the process
+                unpruned = copy.deepcopy(base.model).to("cpu").eval()
+                self._references[id(base)] = TrialArtifacts(
+                    unpruned, base.input_size, self.deploy, "unpruned", check_images=lambda size: resized(check, size),
+                    calibration=calibration)
+            files.reference = self._references[id(base)]
+        return files
 
     @property
     def keeps_onnx(self) -> bool:

@@ -91,6 +91,7 @@ def run_sweep(cfg: SweepConfig, progress: Optional[SilentProgress] = None, retry
     settings = shared_settings(cfg)
     preflight.check_resumable(existing, settings, specs, run, extend)
     preflight.check_device(cfg)
+    preflight.check_backends(cfg)
     executor = EXECUTORS.get(cfg.executor)(cfg)  # connects first: a failure there writes nothing
     with closing(executor):
         if cfg.threads:

@@ -134,6 +134,19 @@ def check_device(cfg: SweepConfig) -> None:
             raise EdgepruneError("device: cuda asked for, but torch sees no CUDA GPU; use device: auto or cpu")
 
 
+def check_backends(cfg: SweepConfig) -> None:
+    """Every latency backend's runtime is installed here (the local executor; Ray workers
+    may carry runtimes the driver lacks, and report a missing one per trial)."""
+    if cfg.executor != "local":
+        return
+    from ..registry import LATENCY_BACKENDS
+    for spec in cfg.measure.latency_backends():
+        missing = getattr(LATENCY_BACKENDS.get(spec.backend), "missing", None)
+        why = missing() if missing else None
+        if why:
+            raise EdgepruneError(why)
+
+
 def check_models(cfg: SweepConfig, specs: list[TrialSpec], num_classes: int) -> None:
     """Each model's weights can be had and fit: checkpoints read and checked against
     the architecture, published weights found (or downloaded)."""

@@ -10,7 +10,7 @@ from typing import Iterable
 
 from ..deploy.backends.base import TIMING
 
-_FIRST = {"ms": "latency_ms", "p90_ms": "latency_p90_ms", "ci_rel": "latency_ci_rel"}
+_FIRST = {"ms": "latency_ms", "p90_ms": "latency_p90_ms", "ci_rel": "latency_ci_rel", "relative": "latency_relative"}
 
 
 def _labels(row: dict) -> list[str]:

@@ -47,6 +47,7 @@ def spread(times: list[float], info: dict) -> tuple[float, float, dict]:
              "ci_high_ms": st["ci_high_ms"], "repeats": info["repeats"]}
     if "reference_median_ms" in info:
         extra["reference_ms"] = info["reference_median_ms"]
+        extra["relative"] = st["median_ms"] / info["reference_median_ms"]
     return st["median_ms"], st["p90_ms"], extra
 
 
@@ -63,6 +64,7 @@ class LatencyBackend:
         if why:
             raise EdgepruneError(why)
         self._sessions: dict[str, object] = {}
+        self._references: dict[str, object] = {}     # the unpruned models' sessions, kept
 
     @classmethod
     def missing(cls) -> Optional[str]:
@@ -122,9 +124,19 @@ class LatencyBackend:
         x = self.inputs(files)
         s = self.spec
         times, info = time_calls(lambda: self.call(session, x), warmup=s.warmup, repeats=s.repeats,
-                                 max_repeats=s.max_repeats, rel_ci=s.ci)
+                                 max_repeats=s.max_repeats, rel_ci=s.ci, reference=self.reference_call(files, x))
         median, p90, extra = spread(times, info)
         return Measurement(median, p90, extra)
+
+    def reference_call(self, files: TrialArtifacts, x: np.ndarray):
+        """One call of the unpruned fp32 model in this runtime (None without a reference)."""
+        if files.reference is None:
+            return None
+        path = self.artifact(files.reference, False)
+        if str(path) not in self._references:
+            self._references[str(path)] = self.load(path)
+        session = self._references[str(path)]
+        return lambda: self.call(session, x)
 
     def assess(self, files: TrialArtifacts, quantized: bool) -> dict:
         """The runtime file's size, its parity with PyTorch, test accuracy in the runtime."""
@@ -172,7 +184,7 @@ def _folder_bytes(path) -> int:
     return sum(f.stat().st_size for f in p.parent.glob(p.stem + ".*")) if p.parent.is_dir() else 0
 
 
-TIMING = ("ms", "p90_ms", "ci_rel", "iqr_ms", "ci_low_ms", "ci_high_ms", "repeats", "reference_ms")
+TIMING = ("ms", "p90_ms", "ci_rel", "iqr_ms", "ci_low_ms", "ci_high_ms", "repeats", "reference_ms", "relative")
 
 
 def architecture_signature(model, input_size: int) -> str:
@@ -219,5 +231,7 @@ def measure_latencies(files: TrialArtifacts, backends: list[LatencyBackend], qua
             metrics.update(latency_ms=m.median_ms, latency_p90_ms=m.p90_ms, latency_threads=b.spec.threads,
                            latency_backend=label, latency_batch_size=b.spec.batch_size,
                            latency_input_size=b.size(files), latency_ci_rel=m.extra.get("ci_rel"))
+            if "relative" in m.extra:
+                metrics["latency_relative"] = m.extra["relative"]
     metrics["arch_signature"] = architecture_signature(files.model, files.input_size) + ("-int8" if quantized else "")
     return metrics

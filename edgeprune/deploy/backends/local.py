@@ -33,8 +33,10 @@ class TorchEager(LatencyBackend):
         model.eval()
         try:
             x = torch.randn(s.batch_size, 3, self.size(files), self.size(files))
+            reference = files.reference.model.eval() if files.reference is not None else None
             times, info = time_calls(lambda: model(x), warmup=s.warmup, repeats=s.repeats,
-                                     max_repeats=s.max_repeats, rel_ci=s.ci)
+                                     max_repeats=s.max_repeats, rel_ci=s.ci,
+                                     reference=(lambda: reference(x)) if reference is not None else None)
         finally:
             torch.set_num_threads(previous)
             model.train(was_training)
@@ -80,9 +82,6 @@ class OpenVINO(LatencyBackend):
 
     def predict(self, session, images):
         return np.array(session.infer({0: np.ascontiguousarray(images)})[0])
-
-    def inputs(self, files):
-        return super().inputs(files)
 
 
 def tvm_target(text: str) -> dict:
