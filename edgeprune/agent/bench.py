@@ -46,8 +46,9 @@ def time_calls(run, *, warmup: int = 3, repeats: int = 20, max_repeats: Optional
     median's 95 % confidence interval is within +/- `rel_ci` of it (or `max_repeats`
     calls, or `max_seconds`); with rel_ci None, exactly `repeats` calls. With a
     `reference` callable, each block alternates with as many reference calls: the
-    reference's median then says how busy the machine was (drift cancels in the ratio).
-    Returns the times and {repeats, truncated, reference_median_ms}."""
+    reference's median then says how busy the machine was, and `relative` is the median
+    ratio of each call to the reference call after it (drift cancels in it).
+    Returns the times and {repeats, truncated, reference_median_ms, relative}."""
     for _ in range(warmup):
         run()
         if reference is not None:
@@ -72,6 +73,9 @@ def time_calls(run, *, warmup: int = 3, repeats: int = 20, max_repeats: Optional
     info = {"repeats": len(times), "truncated": truncated}
     if ref_times:
         info["reference_median_ms"] = percentile_stats(ref_times)["median_ms"]
+        # each call against the reference call right after it: load that lasts longer than
+        # two calls slows both alike and cancels in their ratio
+        info["relative"] = percentile_stats([a / b for a, b in zip(times, ref_times)])["median_ms"]
     return times, info
 
 

@@ -219,6 +219,8 @@ class LatencyBackend(Strict):
     runtime: Optional[str] = Field(None, description="a device backend: the runtime on the device "
                                                      "(onnxruntime, openvino, litert; default onnxruntime)")
     target: Optional[str] = Field(None, description="tvm: the compiler target (default 'llvm -mcpu=native')")
+    rpc: Optional[str] = Field(None, description="tvm: HOST:PORT of TVM's RPC server on the device, where the "
+                                                 "module is checked and timed")
     max_repeats: Optional[int] = Field(None, gt=0, le=1_000_000, description="the cap of adaptive repeats")
     ci: Optional[float] = Field(None, gt=0, lt=1, description="repeat until the median's 95 % CI is within "
                                                               "+/- this fraction")
@@ -246,8 +248,17 @@ class LatencyBackend(Strict):
         if self.backend == REMOTE:
             if not self.device or not self.device.startswith(("http://", "https://")):
                 raise ValueError("a device backend needs `device: http://HOST:PORT` (where `edgeprune agent` runs)")
+            if self.runtime == "tvm":
+                raise ValueError("tvm on a device runs through TVM's own RPC server, not the agent: "
+                                 "{backend: tvm, target: 'llvm -mtriple=...', rpc: HOST:PORT}")
         elif self.device:
             raise ValueError(f"`device:` belongs to a device backend, not {self.backend}")
+        if self.rpc is not None:
+            host, _, port = self.rpc.rpartition(":")
+            if self.backend != "tvm":
+                raise ValueError(f"`rpc:` is TVM's RPC server; {self.backend} does not use it")
+            if not host or not port.isdigit():
+                raise ValueError(f"rpc: {self.rpc!r} is not HOST:PORT (e.g. rpc: 192.168.1.20:9090)")
         return self
 
     @property

@@ -31,7 +31,7 @@ OLD_BEHAVIOUR = {("quantize",): [NO_VARIANT], ("finetune", "distill"): None,
                  ("strategy",): "independent", ("measure", "latency_ci"): None, ("measure", "latency_max_repeats"): None,
                  ("measure", "backend_accuracy"): False, ("measure", "latency_reference"): False}
 # ... and the same for each entry of measure.latency (a list of backends)
-OLD_BACKEND_BEHAVIOUR = {"runtime": None, "target": None, "max_repeats": None, "ci": None}
+OLD_BACKEND_BEHAVIOUR = {"runtime": None, "target": None, "max_repeats": None, "ci": None, "rpc": None}
 
 
 PRUNE, REFINE = "prune", "refine"     # a trial's stage

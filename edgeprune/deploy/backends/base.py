@@ -47,7 +47,7 @@ def spread(times: list[float], info: dict) -> tuple[float, float, dict]:
              "ci_high_ms": st["ci_high_ms"], "repeats": info["repeats"]}
     if "reference_median_ms" in info:
         extra["reference_ms"] = info["reference_median_ms"]
-        extra["relative"] = st["median_ms"] / info["reference_median_ms"]
+        extra["relative"] = info["relative"]
     return st["median_ms"], st["p90_ms"], extra
 
 

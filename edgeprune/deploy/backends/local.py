@@ -100,8 +100,10 @@ def tvm_target(text: str) -> dict:
 @LATENCY_BACKENDS.register("tvm")
 class TVM(LatencyBackend):
     """Apache TVM: ONNX -> Relax -> a module compiled for `target` (default
-    'llvm -mcpu=native'; a cross target such as 'llvm -mtriple=aarch64-linux-gnu' is
-    compiled and exported for the device, and timed there, not here). Static batch."""
+    'llvm -mcpu=native'), static batch. A cross target ('llvm -mtriple=aarch64-linux-gnu')
+    gives a .tar of object files, linked on the device; with `rpc: HOST:PORT` the module
+    is uploaded to TVM's RPC server there (`python -m tvm.exec.rpc_server`) and checked and
+    timed on the device; without it a cross-compiled module is kept, not timed."""
     requires = ("tvm",)
     extra = "tvm"
     suffix = ".so"
@@ -125,7 +127,7 @@ class TVM(LatencyBackend):
         import tvm
         from tvm.relax.frontend.onnx import from_onnx
         source = Path(path)
-        lib = source.with_suffix(".tvm.so")
+        lib = source.with_suffix(".tvm.tar" if self.cross else ".tvm.so")
         if not lib.is_file():
             side = input_size
             try:
@@ -140,32 +142,68 @@ class TVM(LatencyBackend):
                                      f"{type(e).__name__}: {first_line(e, 200)}{hint}") from None
         return lib
 
+    # -- where it runs: here, or on the device through TVM's RPC ---------------------------------------------
+    def _remote(self):
+        from tvm import rpc
+        host, _, port = self.spec.rpc.rpartition(":")
+        try:
+            return rpc.connect(host, int(port), session_timeout=int(self.spec.timeout))
+        except Exception as e:  # noqa: BLE001
+            raise EdgepruneError(f"tvm rpc {self.spec.rpc}: cannot connect ({first_line(e, 120)}); start "
+                                 "`python -m tvm.exec.rpc_server --host 0.0.0.0 --port PORT` on the device") from None
+
     def load(self, path):
         import tvm
         from tvm import relax
-        vm = relax.VirtualMachine(tvm.runtime.load_module(str(path)), tvm.cpu())
-        return vm
+        if self.spec.rpc:
+            remote = self._remote()
+            remote.upload(str(path))
+            vm = relax.VirtualMachine(remote.load_module(Path(path).name), remote.cpu())
+            return {"vm": vm, "device": remote.cpu()}
+        return {"vm": relax.VirtualMachine(tvm.runtime.load_module(str(path)), tvm.cpu()), "device": tvm.cpu()}
 
     def predict(self, session, images):
         import tvm
-        out = session["main"](tvm.runtime.tensor(np.ascontiguousarray(images)))
+        out = session["vm"]["main"](tvm.runtime.tensor(np.ascontiguousarray(images), session["device"]))
         out = out[0] if isinstance(out, (list, tuple)) or not hasattr(out, "numpy") else out
         return out.numpy()
 
     def time(self, files, quantized):
         if quantized:
             return None
-        if self.cross:               # compiled for another machine: kept for the device, not run here
+        if self.cross and not self.spec.rpc:   # compiled for another machine: kept for it, not run here
             self.artifact(files, quantized)
             return Measurement(float("nan"), float("nan"), {})
-        import os
-        os.environ.setdefault("TVM_NUM_THREADS", str(self.spec.threads))
-        return super().time(files, quantized)
+        if not self.spec.rpc:
+            import os
+            os.environ.setdefault("TVM_NUM_THREADS", str(self.spec.threads))
+            return super().time(files, quantized)
+        return self._time_remote(files)
+
+    def _time_remote(self, files):
+        """Timed on the device by TVM's time_evaluator (no network in the figures), in blocks
+        until the median's confidence interval is within `ci`, as here."""
+        import tvm
+        from ...agent.bench import percentile_stats
+        session = self.session(self.artifact(files, False))
+        vm, device, s = session["vm"], session["device"], self.spec
+        vm.set_input("main", tvm.runtime.tensor(self.inputs(files), device))
+        evaluate = vm.time_evaluator("invoke_stateful", device, number=1, repeat=s.repeats)
+        for _ in range(s.warmup):
+            vm.invoke_stateful("main")
+        times: list[float] = []
+        cap = max(s.repeats, s.max_repeats or s.repeats) if s.ci else s.repeats
+        while len(times) < cap:
+            times += [1000 * t for t in evaluate("main").results]
+            if not s.ci or percentile_stats(times)["ci_rel"] <= s.ci:
+                break
+        median, p90, extra = spread(times, {"repeats": len(times)})
+        return Measurement(median, p90, extra)
 
     def assess(self, files, quantized):
         if quantized:
             return {}
-        if self.cross:
+        if self.cross and not self.spec.rpc:
             return {"file_bytes": Path(self.artifact(files, quantized)).stat().st_size}
         return super().assess(files, quantized)
 
