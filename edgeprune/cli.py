@@ -299,8 +299,8 @@ def _cmd_latency(args) -> int:
             r = client.benchmark(
                 args.model, threads=args.threads, warmup=args.warmup, repeats=args.repeats,
                 batch_size=args.batch_size, runtime=args.backend or "onnxruntime")
-        except AgentError as e:
-            raise RunError(str(e)) from None
+        except AgentError as e:       # refused (token, model, limits): fix the input (2); no answer, 5xx: a failed run (1)
+            raise (EdgepruneError if 400 <= e.status < 500 else RunError)(str(e)) from None
     else:
         r = _time_here(args)
     if args.json:

@@ -138,7 +138,7 @@ def release_trial(run_dir, trial_id: str, out_dir=None, formats: Sequence[str] =
         diff = _max_diff(model, saved.loads(path.read_bytes(), str(path)), check)
         result.files["edgeprune"], result.checks["edgeprune"] = path, {"max_abs_diff": diff}
     for name in (f for f in formats if f in RUNTIMES):
-        _runtime_file(name, model, size, check, loaders, cfg, out, result)
+        _runtime_file(name, model, size, check, loaders, cfg, out, result, int8="int8" in formats)
     if "state_dict" in formats:
         path = out / "state_dict.pt"
         torch.save(model.state_dict(), path)
@@ -149,10 +149,11 @@ def release_trial(run_dir, trial_id: str, out_dir=None, formats: Sequence[str] =
 
 
 def _runtime_file(name: str, model: nn.Module, size: int, check: torch.Tensor, loaders, cfg, out: Path,
-                  result: ReleaseResult) -> None:
+                  result: ReleaseResult, int8: bool = False) -> None:
     """The model in a runtime's own format (OpenVINO IR, a TVM module, .tflite), made by
     that latency backend, checked against PyTorch on the test images and its test
-    accuracy measured in the runtime."""
+    accuracy measured in the runtime; with `int8`, also the runtime's own int8 model
+    where it has one (OpenVINO: NNCF), checked by top-1 agreement."""
     import shutil
 
     from .config import MeasureConfig
@@ -164,16 +165,18 @@ def _runtime_file(name: str, model: nn.Module, size: int, check: torch.Tensor, l
                            calibration=lambda s: loaders[0] if loaders else [],
                            test_batches=loaders[1] if loaders else None)
     try:
-        made = backend.artifact(files, False)
-        checks = backend.assess(files, False)
-        kept = []
-        for f in made.parent.glob(made.stem + ".*") if name == "openvino" else [made]:
-            name_out = f.name.replace(".static1", "").replace(".onnx", "")
-            shutil.copy2(f, out / name_out)
-            kept.append(out / name_out)
+        for quantized in (False, True) if int8 and getattr(backend, "quantize", None) else (False,):
+            made = backend.artifact(files, quantized)
+            checks = backend.assess(files, quantized)
+            kept = []
+            for f in made.parent.glob(made.stem + ".*") if name == "openvino" else [made]:
+                name_out = f.name.replace(".static1", "").replace(".onnx", "").replace(".nncf-int8", ".int8")
+                shutil.copy2(f, out / name_out)
+                kept.append(out / name_out)
+            key = f"{name}_int8" if quantized else name
+            result.files[key], result.checks[key] = kept[0], checks
     finally:
         files.close()
-    result.files[name], result.checks[name] = kept[0], checks
 
 
 def _max_diff(a: nn.Module, b: nn.Module, x: torch.Tensor) -> float:
@@ -227,6 +230,7 @@ _LOAD = {"onnx": "onnxruntime.InferenceSession('{f}')", "int8": "onnxruntime.Inf
          "edgeprune": "edgeprune.load_model('{f}')",
          "state_dict": "model.load_state_dict(torch.load('{f}'))  # into the pruned architecture",
          "openvino": "openvino.Core().compile_model('{f}', 'CPU')",
+         "openvino_int8": "openvino.Core().compile_model('{f}', 'CPU')",
          "tvm": "tvm.relax.VirtualMachine(tvm.runtime.load_module('{f}'), tvm.cpu())",
          "litert": "ai_edge_litert.interpreter.Interpreter(model_path='{f}')"}
 
@@ -277,7 +281,8 @@ def card_data(run: RunFolder, record: TrialRecord, cfg, norm: dict, size: int, n
         "finetune": {**settings.get("finetune", {}), "steps_run": m.get("finetune_steps"),
                      "epochs_run": m.get("finetune_epochs"), "seconds": m.get("finetune_seconds")},
         "files": {k: {"file": p.name, "load": _LOAD[k].format(f=p.name),
-                      **({"max_abs_diff": checks[k].get("max_abs_diff")} if k in checks else {})}
+                      **({c: checks[k][c] for c in ("max_abs_diff", "top1_agreement", "accuracy")
+                          if checks.get(k, {}).get(c) is not None})}
                   for k, p in files.items() if k in _LOAD},
         "checked_on": checked_on, "layer_channels": lc, "problems": problems,
         "exported_by": {"edgeprune": __version__, "torch": torch.__version__,

@@ -62,6 +62,24 @@ def test_each_runtime_checks_parity_accuracy_latency_and_size(tiny_cifar, tmp_pa
     assert row[f"latency_{backend}_ms"] > 0 and row[f"latency_{backend}_file_bytes"] > 0
     assert row[f"latency_{backend}_max_abs_diff"] < 1e-3 and row[f"latency_{backend}_top1_agreement"] == 1.0
     assert abs(row[f"latency_{backend}_accuracy"] - row["accuracy"]) <= 0.02
+    from edgeprune.report.data import load_runs
+    from edgeprune.report.figures import runtimes
+    fig = runtimes(load_runs(tmp_path / "run").trials, "fig")        # the report compares the runtimes
+    assert {t.name for t in fig.panels[0].traces} == {"MACs (ideal)", "onnxruntime", backend}
+
+
+def test_openvino_int8_is_nncf_quantized_and_checked(tiny_cifar, tmp_path):
+    if not _have("openvino", "nncf"):
+        pytest.skip("openvino int8 needs the extra (pip install 'edgeprune[openvino]'): not installed here")
+    run_sweep(load_config(_cfg(tiny_cifar, tmp_path / "run", ["onnxruntime", "openvino"], baseline=False,
+                               quantize=["none", "int8"])))
+    df = load_results(tmp_path / "run").set_index("quantize")
+    fp32, int8 = df.loc["none"], df.loc["int8"]
+    assert int8["status"] == "done", int8["error"]
+    assert int8["latency_openvino_ms"] > 0 and int8["latency_openvino_top1_agreement"] >= 0.8
+    # (a tiny CNN's int8 IR is larger than its fp32 one: quantize nodes outweigh its few weights)
+    assert int8["latency_openvino_file_bytes"] != fp32["latency_openvino_file_bytes"]
+    assert abs(int8["latency_openvino_accuracy"] - fp32["accuracy"]) <= 0.1
 
 
 def test_a_missing_runtime_is_one_line_naming_the_extra(tiny_cifar, tmp_path, monkeypatch, capsys):

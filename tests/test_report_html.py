@@ -74,8 +74,8 @@ def test_report_writes_a_self_contained_page_and_the_figures(rich_report):
     assert not re.search(r'<(script|link|img)[^>]+(src|href)="(https?:)?//', html)
     assert "<script src" not in html.split("</head>")[1]    # (Plotly's own code only names a topojson URL for maps)
     figs = _payload(html, "ep-figs")
-    assert [f["id"] for f in figs][:7] == ["fig-acc-rate", "fig-params-rate", "fig-params", "fig-macs",
-                                           "fig-latency", "fig-algos", "fig-heat-0"]
+    assert [f["id"] for f in figs][:8] == ["fig-acc-rate", "fig-params-rate", "fig-params", "fig-macs",
+                                           "fig-latency", "fig-runtimes", "fig-algos", "fig-heat-0"]
     # mid-sweep: a banner, and every trial in the table, failed ones with their error
     assert "Sweep in progress" in html
     data = _payload(html, "ep-data")
@@ -240,7 +240,7 @@ def test_report_renders_in_chromium_without_errors(rich_report, tmp_path):
     shot = tmp_path / "report.png"
     page = check_page(files[-1], screenshot=shot, width=1400, height=2600)
     assert page.errors == [] and page.ready == "ok", page.errors
-    assert page.figures == 9 and page.figures_drawn == 9            # 7 charts, 2 heatmaps... every one drawn
+    assert page.figures == 10 and page.figures_drawn == 10          # 8 charts, 2 heatmaps... every one drawn
     with ResultStore(files[-1].parent.parent, create=False) as store:
         assert page.table_rows == len(store.trials())
     assert 'class="main-svg"' in page.dom and "scatterlayer" in page.dom

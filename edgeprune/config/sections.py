@@ -77,14 +77,15 @@ class PruneTarget(Strict):
     kind: Literal["channels", "params", "macs", "latency_ms"] = "channels"
     value: float
 
-    @model_validator(mode="after")
-    def _in_range(self) -> "PruneTarget":
-        if self.kind == "latency_ms":
-            if not 0.0 < self.value < 1e6:
+    @field_validator("value")
+    @classmethod
+    def _in_range(cls, v: float, info) -> float:
+        if info.data.get("kind") == "latency_ms":
+            if not 0.0 < v < 1e6:
                 raise ValueError("a latency target is a number of milliseconds > 0")
-        elif not 0.0 < self.value < 1.0:
+        elif not 0.0 < v < 1.0:
             raise ValueError("a pruning rate must lie in (0, 1)")
-        return self
+        return v
 
     @property
     def label(self) -> str:

@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .export import ExportReport, export_onnx
-from .quantize import QuantizeReport, quantize_onnx
+from .quantize import QuantizeReport, as_numpy_batches, quantize_onnx
 
 
 class TrialArtifacts:
@@ -77,6 +77,11 @@ class TrialArtifacts:
                 calibration_images=d.calibration_images, method=d.calibration_method, per_channel=d.per_channel,
                 activation_type=d.activation_type, reduce_range=d.reduce_range)
         return self.quantized[size].path
+
+    def calibration_batches(self, size: Optional[int] = None) -> list:
+        """The calibration images at `size` (deploy.calibration_images of them, float32 NCHW
+        numpy batches): what int8 quantizers in other runtimes calibrate on."""
+        return as_numpy_batches(self._calibration(size or self.input_size), self.deploy.calibration_images)
 
     def files(self) -> list[Path]:
         return [r.path for r in self.exports.values()] + [r.path for r in self.quantized.values()]

@@ -44,7 +44,7 @@ class QuantizeReport:
         return d
 
 
-def _as_numpy_batches(calibration, limit: int) -> list[np.ndarray]:
+def as_numpy_batches(calibration, limit: int) -> list[np.ndarray]:
     """Up to `limit` images from an array, a tensor, or an iterable of batches /
     (images, labels) pairs, as float32 NCHW numpy batches."""
     if hasattr(calibration, "shape"):          # one array / tensor
@@ -94,7 +94,7 @@ def quantize_onnx(fp32_path: Union[str, Path], int8_path: Union[str, Path], cali
     fp32_path, int8_path = Path(fp32_path), Path(int8_path)
     int8_path.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    batches = _as_numpy_batches(calibration, calibration_images)
+    batches = as_numpy_batches(calibration, calibration_images)
     n_images = sum(len(b) for b in batches)
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                "percentile": CalibrationMethod.Percentile}

@@ -244,6 +244,51 @@ def algorithms_at_rate(df: pd.DataFrame, fig_id: str) -> Figure:
                   height=330 * math.ceil(len(panels) / 3) + 80)
 
 
+def backend_labels(df: pd.DataFrame) -> list[str]:
+    """The latency backends a run measured (from latency_<label>_ms columns)."""
+    skip = ("p90", "ci_low", "ci_high", "iqr", "reference", "search", "reached", "target", "unpruned")
+    return sorted(c[len("latency_"):-len("_ms")] for c in df.columns
+                  if c.startswith("latency_") and c.endswith("_ms") and c != "latency_ms"
+                  and not any(c.endswith(f"{k}_ms") for k in skip) and df[c].notna().any())
+
+
+def runtimes(df: pd.DataFrame, fig_id: str) -> Figure:
+    """A panel per series: each runtime's speed-up over the unpruned model against the
+    MAC reduction (fp32 trials; the speed-up from the interleaved ratio where there is
+    one, so machine drift cancels), and MAC speed-up as the dotted ideal."""
+    labels = backend_labels(df)
+    d = _done(df, "mac_reduction", screened=True)
+    if "quantize" in d:
+        d = d[d["quantize"].fillna("none") == "none"]
+    if len(labels) < 2 or d.empty:
+        return empty(fig_id, "measure.latency named one runtime: name two or more to compare them")
+    colors = palette(labels, SERIES_PALETTE)
+    panels = []
+    for i, s in enumerate(sorted(d["series"].unique())):
+        g = d[d["series"] == s].sort_values("mac_reduction")
+        base = g[g["algorithm"] == BASELINE]
+        panel = Panel(title=s, xtitle="MAC reduction (%)", ytitle="speed-up over unpruned (x)" if i % 3 == 0 else "")
+        ideal = g[g["mac_reduction"] < 1]
+        panel.traces.append(Trace(list(100 * ideal["mac_reduction"]), list(1 / (1 - ideal["mac_reduction"])),
+                                  "MACs (ideal)", "lines", "#999999", size=4, group="ideal", legend=i == 0))
+        for label in labels:
+            relative = g.get(f"latency_{label}_relative")
+            if relative is not None and relative.notna().all():
+                speedup = 1 / relative
+            elif not base.empty and base[f"latency_{label}_ms"].notna().any():
+                speedup = base[f"latency_{label}_ms"].mean() / g[f"latency_{label}_ms"]
+            else:
+                continue
+            ok = speedup.notna()
+            panel.traces.append(Trace(list(100 * g["mac_reduction"][ok]), list(speedup[ok]), label, "markers",
+                                      colors[label], size=9, keys=list(g["key"][ok]), group=label, legend=i == 0,
+                                      hover=[f"{n}<br>{label}: x{v:.2f} (MACs x{1 / (1 - m):.2f})" for n, v, m in
+                                             zip(g["name"][ok], speedup[ok], g["mac_reduction"][ok])]))
+        panels.append(panel)
+    return Figure(fig_id, "Speed-up per runtime", panels, cols=min(3, len(panels)), legend_title="runtime",
+                  height=330 * math.ceil(len(panels) / 3) + 80)
+
+
 def layer_heatmap(df: pd.DataFrame, layers: dict, model: str, fig_id: str) -> Figure:
     """Rows: the pruned trials of one model; columns: its layers; colour: the
     fraction of output channels kept."""

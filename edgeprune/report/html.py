@@ -32,7 +32,7 @@ from ..config import BASELINE, rate_label
 from ..metrics import fmt, latency_label, metric
 from .data import ReportData, status_summary
 from .figures import (algorithm_colors, algorithms_at_rate, layer_heatmap, metric_vs_rate, natural_key, rate_order,
-                      tradeoff)
+                      runtimes, tradeoff)
 from .pareto import pareto_front
 from .render_plotly import render_plotly
 
@@ -231,7 +231,8 @@ def render_html(data: ReportData, files: Optional[list[str]] = None) -> str:
         metric_vs_rate(trials, "param_reduction", "parameter reduction (%)", "Parameter reduction vs pruning rate",
                        "fig-params-rate"),
         tradeoff(trials, "params", "fig-params"), tradeoff(trials, "macs", "fig-macs"),
-        tradeoff(trials, "latency_ms", "fig-latency"), algorithms_at_rate(trials, "fig-algos"),
+        tradeoff(trials, "latency_ms", "fig-latency"), runtimes(trials, "fig-runtimes"),
+        algorithms_at_rate(trials, "fig-algos"),
         *[layer_heatmap(trials, data.layers, m, fig_id) for fig_id, m in heatmaps.items()]]
     figs_json = "[" + ",".join(f'{{"id":{json.dumps(f.id)},"fig":{pio.to_json(render_plotly(f), validate=False)}}}'
                                for f in figures) + "]"

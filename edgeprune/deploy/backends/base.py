@@ -141,7 +141,7 @@ class LatencyBackend:
     def assess(self, files: TrialArtifacts, quantized: bool) -> dict:
         """The runtime file's size, its parity with PyTorch, test accuracy in the runtime."""
         path = self.artifact(files, quantized)
-        out = {"file_bytes": Path(path).stat().st_size if Path(path).is_file() else _folder_bytes(path)}
+        out = {"file_bytes": self.file_bytes(Path(path))}
         if self.size(files) != files.input_size:
             return out
         session = self.session(path)
@@ -150,6 +150,10 @@ class LatencyBackend:
         if files.test_batches is not None:
             out["accuracy"] = self.accuracy(session, files.test_batches)
         return out
+
+    def file_bytes(self, path: Path) -> int:
+        """What the device stores: the runtime's file (or files)."""
+        return path.stat().st_size if path.is_file() else _folder_bytes(path)
 
     def verify(self, files: TrialArtifacts, session, path: Path, quantized: bool) -> dict:
         """Parity with PyTorch on the trial's test images (an int8 model: top-1
