@@ -69,10 +69,11 @@ def fit_table(rows: list[dict[str, str]], columns: list[Column], width: int, wid
 
 
 def made(t: TrialRecord) -> str:
-    """How a trial was made: '' (independent), 'cascade', 'refine +2ep'."""
+    """How a trial was made: '' (from the unpruned model), 'cascade' (from its parent's
+    fine-tuned model), 'refine +2ep'."""
     if t.spec.get("stage") == "refine":
         return f"refine +{t.spec.get('budget') or 0:g}ep"
-    return "cascade" if t.spec.get("settings", {}).get("strategy") == "cascade" else ""
+    return "cascade" if t.spec.get("parent") else ""
 
 
 def _cells(t: TrialRecord) -> dict[str, str]:
