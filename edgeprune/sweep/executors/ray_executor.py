@@ -130,6 +130,22 @@ class _Tracker:
 
 # -- driver side ---------------------------------------------------------------
 
+def _start_tracker():
+    """The progress tracker lives on the driver's node: placed anywhere, it would die
+    with a worker node that a cluster loses, and the sweep with it."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+    return ray.remote(num_cpus=0)(_Tracker).options(scheduling_strategy=here).remote()
+
+
+def _poll(tracker) -> tuple[dict, dict]:
+    """What the tracker has seen; nothing when it is unreachable. Progress is only
+    shown, so losing it must not stop a sweep: results come back with the tasks."""
+    try:
+        return ray.get(tracker.snapshot.remote(), timeout=10)
+    except (ray.exceptions.RayError, TimeoutError):
+        return {}, {}
+
 def _init_ray(cfg) -> bool:
     """Connect to (or start) Ray; True when this call started it."""
     if ray is None:
@@ -171,7 +187,7 @@ class RayExecutor:
         options = dict(num_cpus=rc.cpus_per_trial, num_gpus=rc.gpus_per_trial, max_retries=rc.max_retries)
         data_ref = ray.put(pack(job.data))
         adapted_ref = ray.put(self._adapt_all(job, shared, data_ref, options))
-        tracker = ray.remote(num_cpus=0)(_Tracker).remote()
+        tracker = _start_tracker()
         remote = ray.remote(_task).options(**options, retry_exceptions=False)
         lineage = Lineage(job.tasks, job.finished, str(job.cfg.storage or job.run_dir))
         pending: dict = {}
@@ -200,7 +216,7 @@ class RayExecutor:
             yield from submit_ready()
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
-                attempts, steps = ray.get(tracker.snapshot.remote())
+                attempts, steps = _poll(tracker)
                 for trial_id, n in attempts.items():
                     for _ in range(n - seen.get(trial_id, 0)):
                         yield Started(by_id[trial_id])
