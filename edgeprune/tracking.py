@@ -81,6 +81,14 @@ def _find(client, experiment_id: str, tags: dict) -> Optional[object]:
     return runs[0] if runs else None
 
 
+def _artifact_root(uri: str) -> Optional[str]:
+    """Artifacts of a sqlite store go beside its database file: MLflow would put them
+    in ./mlruns of whatever folder the export happens to run in."""
+    if not uri.startswith("sqlite:///"):
+        return None                     # file stores and servers know where theirs go
+    return (Path(uri[len("sqlite:///"):]).resolve().parent / "mlruns").as_uri()
+
+
 def export_mlflow(run_dir: str | Path, uri: Optional[str] = None, experiment: Optional[str] = None,
                   artifacts: bool = True) -> TrackingResult:
     """Log every trial of `run_dir` to the MLflow tracking store at `uri` (default:
@@ -95,7 +103,7 @@ def export_mlflow(run_dir: str | Path, uri: Optional[str] = None, experiment: Op
     folder = str(run.path.resolve())
     try:
         exp = client.get_experiment_by_name(name)
-        experiment_id = exp.experiment_id if exp else client.create_experiment(name)
+        experiment_id = exp.experiment_id if exp else client.create_experiment(name, _artifact_root(uri))
         parent = _find(client, experiment_id, {"edgeprune.run_dir": folder, "edgeprune.kind": "sweep"})
         if parent is None:
             parent = client.create_run(experiment_id, run_name=run.path.name, tags={

@@ -45,7 +45,9 @@ def cluster(tmp_path):
     worker = None
     try:
         head_ids = _wait_for_nodes(address, 1, env)
-        worker = subprocess.Popen(["ray", "start", "--address", address, "--node-ip-address", "127.0.0.1", *common],
+        # another loopback address: the driver (on 127.0.0.1) then attaches to the head's raylet,
+        # as it does on a real cluster, rather than to the node that the test kills
+        worker = subprocess.Popen(["ray", "start", "--address", address, "--node-ip-address", "127.0.0.2", *common],
                                   cwd=worker_dir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                   start_new_session=True)
         (worker_id,) = set(_wait_for_nodes(address, 2, env)) - set(head_ids)

@@ -1,4 +1,7 @@
 """`edgeprune export RUN --mlflow`: every trial a nested MLflow run; again updates."""
+from pathlib import Path
+from urllib.parse import urlparse
+
 import pytest
 
 from edgeprune import load_config, run_sweep
@@ -37,4 +40,7 @@ def test_export_logs_trials_once_and_updates(tiny_cifar, tmp_path, capsys):
     assert len(client.get_metric_history(done.info.run_id, "accuracy")) == 1      # not logged twice
     assert "model_card.md" in [a.path for a in client.list_artifacts(done.info.run_id)]
     assert "report" in [a.path for a in client.list_artifacts(parents[0].info.run_id)]
+    # artifacts lie beside the database, not in ./mlruns of the folder the export ran in
+    artifacts = Path(urlparse(done.info.artifact_uri).path)
+    assert artifacts.is_relative_to(tmp_path / "mlruns") and (artifacts / "model_card.md").is_file()
     print("\n".join(f"{r.info.run_name}: {r.info.status} accuracy={r.data.metrics.get('accuracy')}" for r in runs))

@@ -132,15 +132,17 @@ class _Tracker:
 
 def _start_tracker():
     """The progress tracker lives on the driver's node: placed anywhere, it would die
-    with a worker node that a cluster loses, and the sweep with it."""
+    with a worker node that a cluster loses, and the trials' starts with it. Not a soft
+    preference: Ray passes over a node whose CPUs are all busy even for a 0-CPU actor."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     return ray.remote(num_cpus=0)(_Tracker).options(scheduling_strategy=here).remote()
 
 
 def _poll(tracker) -> tuple[dict, dict]:
-    """What the tracker has seen; nothing when it is unreachable. Progress is only
-    shown, so losing it must not stop a sweep: results come back with the tasks."""
+    """What the tracker has seen; nothing while it cannot answer (a cluster losing a
+    node makes actors unavailable for seconds). Progress is only shown, so this must
+    not stop a sweep: results come back with the tasks."""
     try:
         return ray.get(tracker.snapshot.remote(), timeout=10)
     except (ray.exceptions.RayError, TimeoutError):
