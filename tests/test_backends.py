@@ -51,6 +51,21 @@ def test_same_architecture_trials_share_one_latency_with_its_spread(tiny_cifar, 
     assert '"error_x"' in page                                          # latency drawn with its spread
 
 
+def test_index_maps_do_not_split_an_architecture():
+    """l1 and fpgm cut ResNet-20's layers alike, but its option-A shortcuts carry over
+    different numbers of channels (integer index maps): still one network to time."""
+    from edgeprune.deploy.backends.base import architecture_signature
+    from edgeprune.models import create_model
+    from edgeprune.prune import prune_model
+    torch.manual_seed(0)
+    base = create_model("resnet20", 10, pretrained=False).eval()
+    a, b = (prune_model(base, algo, 0.3, 32).model for algo in ("l1", "fpgm"))
+    maps = [(dict(m.named_buffers())["layer2.0.shortcut.src"].numel()) for m in (a, b)]
+    assert maps[0] != maps[1]                                  # the index maps differ...
+    assert architecture_signature(a, 32) == architecture_signature(b, 32)   # ...the architecture does not
+    assert architecture_signature(a, 32) != architecture_signature(base, 32)
+
+
 @pytest.mark.parametrize("backend, modules", [("openvino", ("openvino",)), ("tvm", ("tvm", "onnx")),
                                               ("litert", ("litert_torch", "ai_edge_litert"))])
 def test_each_runtime_checks_parity_accuracy_latency_and_size(tiny_cifar, tmp_path, backend, modules):

@@ -193,10 +193,15 @@ TIMING = ("ms", "p90_ms", "ci_rel", "iqr_ms", "ci_low_ms", "ci_high_ms", "repeat
 
 def architecture_signature(model, input_size: int) -> str:
     """The same for two models of the same architecture (module types and every
-    parameter's and buffer's shape) at the same input size: what latency depends on."""
+    parameter's and floating-point buffer's shape) at the same input size: what latency
+    depends on. Integer buffers are left out: they are index maps (a CIFAR ResNet's
+    shortcut lists the channels it carries over, 10 after one criterion, 11 after
+    another, for the same layers), and a gather of one channel more is not a
+    different network to time."""
     import hashlib
     h = hashlib.sha256(f"{type(model).__name__}|{input_size}".encode())
-    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+    buffers = [(n, t) for n, t in model.named_buffers() if t.is_floating_point()]
+    for name, t in list(model.named_parameters()) + buffers:
         h.update(f"{name}:{tuple(t.shape)};".encode())
     for name, m in model.named_modules():
         h.update(f"{name}={type(m).__name__};".encode())
