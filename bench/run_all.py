@@ -28,6 +28,12 @@ def main() -> None:
         ["accuracy_recovery.py", "--checkpoint", f"{args.models_dir}/resnet56-4bfd9763.th", "--data-dir",
          args.data_dir] + (["--epochs", "0.05", "--algorithms", "l1", "--macs", "0.4", "--distill", "off"]
                            if quick else []),
+        ["search_efficiency.py", "--data-dir", args.data_dir, "--models-dir", args.models_dir]
+        + (["--quick"] if quick else []),
+        ["backends.py", "--data-dir", args.data_dir, "--models-dir", args.models_dir]
+        + (["--steps", "5", "--models", "resnet50", "--size", "64"] if quick else []),
+        ["latency_stability.py", "--data-dir", args.data_dir] + (["--times", "2"] if quick else []),
+        ["torchvision_coverage.py", "--size", "64"] + (["--models", "resnet18", "mobilenet_v2"] if quick else []),
     ]
     failed = []
     for cmd in runs:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+import re
 import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -170,7 +171,8 @@ def _runtime_file(name: str, model: nn.Module, size: int, check: torch.Tensor, l
             checks = backend.assess(files, quantized)
             kept = []
             for f in made.parent.glob(made.stem + ".*") if name == "openvino" else [made]:
-                name_out = f.name.replace(".static1", "").replace(".onnx", "").replace(".nncf-int8", ".int8")
+                name_out = re.sub(r"\.nncf-int8(-b\d+)?", ".int8",
+                                  f.name.replace(".static1", "").replace(".onnx", ""))
                 shutil.copy2(f, out / name_out)
                 kept.append(out / name_out)
             key = f"{name}_int8" if quantized else name
