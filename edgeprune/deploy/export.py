@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from copy import deepcopy
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional, Union
@@ -156,6 +157,39 @@ def _quiet_export_warnings():
     return ctx
 
 
+def _exportable(model: nn.Module, example: torch.Tensor) -> nn.Module:
+    """`model`, or a copy whose adaptive average pools that enlarge their input by a whole
+    factor are nearest-neighbour upsamplings: the same function (each output bin covers
+    one input element), which the ONNX exporter takes. AlexNet below 224 px pools a 1x1
+    map to 6x6, and torch's exporter refuses adaptive pools whose output size is not a
+    factor of the input size."""
+    pools = {name: m for name, m in model.named_modules() if isinstance(m, nn.AdaptiveAvgPool2d)}
+    if not pools:
+        return model
+    seen: dict[str, tuple] = {}
+    def record(name):
+        def hook(module, inputs, output) -> None:
+            seen.setdefault(name, (tuple(inputs[0].shape[-2:]), tuple(output.shape[-2:])))
+        return hook
+    hooks = [m.register_forward_hook(record(name)) for name, m in pools.items()]
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    enlarge = {name: tuple(o // i for i, o in zip(*seen[name])) for name in seen
+               if any(o > i for i, o in zip(*seen[name])) and all(o % i == 0 for i, o in zip(*seen[name]))}
+    if not enlarge:
+        return model
+    copy = deepcopy(model)
+    for name, factor in enlarge.items():
+        parent, _, child = name.rpartition(".")
+        setattr(copy.get_submodule(parent) if parent else copy, child,
+                nn.Upsample(scale_factor=tuple(float(f) for f in factor), mode="nearest"))
+    return copy
+
+
 def export_onnx(model: nn.Module, path: Union[str, Path], input_size: int, *,
                 check_inputs: Optional[CheckInputs] = None, opset: int = DEFAULT_OPSET,
                 dynamic_batch: bool = False, batch_size: int = 1, atol: float = DEFAULT_ATOL,
@@ -177,10 +211,11 @@ def export_onnx(model: nn.Module, path: Union[str, Path], input_size: int, *,
     example = torch.zeros(batch_size, channels, input_size, input_size)
     try:
         x, real = as_check_batch(check_inputs, input_size, check_images, channels)
+        exported = _exportable(model, example)
         ctx = _quiet_export_warnings()
         try:
             if exporter == "torchscript":
-                torch.onnx.export(model, (example,), str(path), dynamo=False, opset_version=opset,
+                torch.onnx.export(exported, (example,), str(path), dynamo=False, opset_version=opset,
                                   input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], do_constant_folding=True,
                                   dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
                                   if dynamic_batch else None)
@@ -191,7 +226,7 @@ def export_onnx(model: nn.Module, path: Union[str, Path], input_size: int, *,
                     raise ExportError("deploy.exporter 'dynamo' needs the onnxscript package "
                                       "(pip install onnxscript), or use exporter 'torchscript'") from None
                 shapes = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic_batch else None
-                torch.onnx.export(model, (example,), str(path), dynamo=True, opset_version=opset,
+                torch.onnx.export(exported, (example,), str(path), dynamo=True, opset_version=opset,
                                   input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_shapes=shapes,
                                   verbose=False)
             else:
