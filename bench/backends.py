@@ -172,9 +172,11 @@ def main() -> None:
     ap.add_argument("--max-repeats", type=int, default=40)
     ap.add_argument("--models", nargs="*", default=MODELS)
     ap.add_argument("--part", choices=["cifar", "torchvision", "both"], default="both")
+    ap.add_argument("--backends", nargs="+", help="only these of the installed backends (untuned TVM takes "
+                                                  "seconds a call on the large models at 224 px)")
     ap.add_argument("--out")
     args = ap.parse_args()
-    backends = installed()
+    backends = [b for b in installed() if not args.backends or b in args.backends]
     previous = Path(args.out) if args.out else RESULTS / "backends.json"
     payload = json.loads(previous.read_text()) if args.part != "both" and previous.is_file() else {}
     payload.pop("machine", None)          # one part rerun keeps the other's figures

@@ -85,13 +85,16 @@ class RunFolder:
         return data if isinstance(data, dict) else None
 
     def config(self, data_dir: Optional[str] = None, weights_dir: Optional[str] = None, check_data: bool = True):
-        """The run's SweepConfig (`data_dir` / `weights_dir` override where its files are)."""
+        """The run's SweepConfig (`data_dir` / `weights_dir` override where its files are).
+        Its `out` is this folder, wherever the folder now is: a run copied or moved elsewhere
+        is resumed and refined where it lies, never written back to where it was made."""
         from .config import load_config
         raw = self.raw_config()
         if raw is None:
             raise ConfigError(f"{str(self.config_path)!r} is missing or unreadable; it records the sweep that "
                               "made this run folder")
-        return load_config(raw, data_dir=data_dir, weights_dir=weights_dir, check_data=check_data)
+        return load_config({**raw, "out": str(self.path)}, data_dir=data_dir, weights_dir=weights_dir,
+                           check_data=check_data)
 
     def write_config(self, cfg, merge: bool = False) -> None:
         """Record the config: what the folder holds (atomically: a reader never sees

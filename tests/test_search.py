@@ -101,3 +101,14 @@ def test_refine_continues_the_front_and_recommend_ranks_by_the_best_budget(tiny_
     assert main(["report", str(run)]) == 0
     # the plain sweep still resumes the folder: refinements are not the config's missing trials
     run_sweep(load_config(sweep_config(tiny_cifar, run, rates=[0.3, 0.6])))
+
+
+def test_a_copied_run_folder_is_refined_where_it_lies(tiny_cifar, tmp_path):
+    """config.yaml names the folder a run was made in; a copy is refined (and resumed) in
+    the copy, and the original is left as it was."""
+    import shutil
+    run, copy = tmp_path / "run", tmp_path / "copy"
+    run_sweep(load_config(sweep_config(tiny_cifar, run, rates=[0.5])))
+    shutil.copytree(run, copy)
+    assert main(["refine", str(copy), "--top", "1", "--epochs", "0.5", "--quiet"]) == 0
+    assert len(load_results(copy)) == len(load_results(run)) + 1
