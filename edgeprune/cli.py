@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from .errors import EdgepruneError, RunError
+from .errors import EdgepruneError, RunError, first_line
 
 
 def _cmd_sweep(args) -> int:
@@ -192,9 +192,14 @@ def _cmd_refine(args) -> int:
     ids = refine(args.run, trials=args.trials or (), top=args.top, epochs=args.epochs,
                  progress=SilentProgress() if args.quiet else RichProgress(), data_dir=args.data_dir,
                  executor=args.executor)
-    print(f"refined {len(ids)} trial(s) into {args.run}: {', '.join(i[:8] for i in ids)}")
+    from .run import RunFolder
+    failed = {t.trial_id: t.error for t in RunFolder(args.run).trials() if t.trial_id in ids and t.status != "done"}
+    done = [i for i in ids if i not in failed]
+    print(f"refined {len(done)} trial(s) into {args.run}: {', '.join(i[:8] for i in done) or '-'}")
+    for trial_id, error in failed.items():
+        print(f"edgeprune: refining {trial_id[:8]} failed: {first_line(error or 'unknown')}", file=sys.stderr)
     print(f"next: edgeprune show {args.run}   |   edgeprune recommend {args.run} ...")
-    return 0
+    return 1 if failed else 0
 
 
 def _cmd_models(args) -> int:

@@ -89,13 +89,14 @@ def test_unknown_exporter_is_an_error(tmp_path):
         export_onnx(tiny_models.tiny_cnn(10), tmp_path / "m.onnx", 16, exporter="magic")
 
 
-def test_an_adaptive_pool_that_enlarges_its_map_exports_exactly(tmp_path):
-    """AlexNet below 224 px pools a 1x1 (or 2x2) map to 6x6, which torch's ONNX exporter
-    refuses; it is exported as the nearest-neighbour upsampling it equals."""
+def test_adaptive_pools_the_exporter_refuses_export_exactly(tmp_path):
+    """AlexNet and VGG below 224 px pool 1x1 or 2x2 maps to 6x6 or 7x7, which torch's ONNX
+    exporter refuses (output size not a factor of the input's); they are exported as the
+    linear maps they compute."""
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 4, 3, stride=8), nn.ReLU(), nn.AdaptiveAvgPool2d((6, 6)),
-                          nn.Flatten(), nn.Linear(4 * 36, 10)).eval()
-    for side in (10, 18):                              # 1x1 and 2x2 maps before the pool
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, stride=8), nn.ReLU(), nn.AdaptiveAvgPool2d((7, 7)),
+                          nn.Flatten(), nn.Linear(4 * 49, 10)).eval()
+    for side in (10, 18, 34):                          # 1x1, 2x2 and 4x4 maps before the pool
         report = export_onnx(model, tmp_path / f"m{side}.onnx", side, check_images=4)
         assert report.max_abs_diff < 1e-5 and report.top1_agreement == 1.0
     assert isinstance(model[2], nn.AdaptiveAvgPool2d)  # the model itself is left as it was

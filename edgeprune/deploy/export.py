@@ -157,16 +157,37 @@ def _quiet_export_warnings():
     return ctx
 
 
+class _PoolAsMatmul(nn.Module):
+    """An adaptive average pool from a fixed in_hw to out_hw as the linear map it is,
+    rows x map x columns^T: the same numbers, in an op (MatMul) every ONNX runtime has."""
+
+    def __init__(self, in_hw: tuple, out_hw: tuple):
+        super().__init__()
+        self.register_buffer("rows", _bins(in_hw[0], out_hw[0]))
+        self.register_buffer("cols", _bins(in_hw[1], out_hw[1]))
+
+    def forward(self, x):
+        return torch.matmul(torch.matmul(self.rows, x), self.cols.t())
+
+
+def _bins(n_in: int, n_out: int) -> torch.Tensor:
+    """(n_out, n_in) averaging weights of adaptive pooling (torch's bin edges)."""
+    w = torch.zeros(n_out, n_in)
+    for i in range(n_out):
+        start, end = (i * n_in) // n_out, -(-((i + 1) * n_in) // n_out)
+        w[i, start:end] = 1.0 / (end - start)
+    return w
+
+
 def _exportable(model: nn.Module, example: torch.Tensor) -> nn.Module:
-    """`model`, or a copy whose adaptive average pools that enlarge their input by a whole
-    factor are nearest-neighbour upsamplings: the same function (each output bin covers
-    one input element), which the ONNX exporter takes. AlexNet below 224 px pools a 1x1
-    map to 6x6, and torch's exporter refuses adaptive pools whose output size is not a
-    factor of the input size."""
+    """`model`, or a copy whose adaptive average pools that torch's ONNX exporter refuses
+    (an output size that is not a factor of the input size: AlexNet and VGG below 224 px
+    pool 1x1 or 2x2 maps to 6x6 or 7x7) are the fixed linear maps they compute."""
     pools = {name: m for name, m in model.named_modules() if isinstance(m, nn.AdaptiveAvgPool2d)}
     if not pools:
         return model
     seen: dict[str, tuple] = {}
+
     def record(name):
         def hook(module, inputs, output) -> None:
             seen.setdefault(name, (tuple(inputs[0].shape[-2:]), tuple(output.shape[-2:])))
@@ -178,15 +199,13 @@ def _exportable(model: nn.Module, example: torch.Tensor) -> nn.Module:
     finally:
         for h in hooks:
             h.remove()
-    enlarge = {name: tuple(o // i for i, o in zip(*seen[name])) for name in seen
-               if any(o > i for i, o in zip(*seen[name])) and all(o % i == 0 for i, o in zip(*seen[name]))}
-    if not enlarge:
+    refused = {name: sizes for name, sizes in seen.items() if any(i % o for i, o in zip(*sizes))}
+    if not refused:
         return model
     copy = deepcopy(model)
-    for name, factor in enlarge.items():
+    for name, (in_hw, out_hw) in refused.items():
         parent, _, child = name.rpartition(".")
-        setattr(copy.get_submodule(parent) if parent else copy, child,
-                nn.Upsample(scale_factor=tuple(float(f) for f in factor), mode="nearest"))
+        setattr(copy.get_submodule(parent) if parent else copy, child, _PoolAsMatmul(in_hw, out_hw))
     return copy
 
 
