@@ -20,6 +20,14 @@ def _pretrained_kwargs(name: str, tv_weights) -> dict:
     0.19-0.29): the architecture must be laid out as the weights were trained."""
     if name in _WITHOUT_AUX:
         return {"transform_input": True, "aux_logits": True, "init_weights": False}
+    return _size_kwargs(name, tv_weights)
+
+
+def _size_kwargs(name: str, tv_weights) -> dict:
+    """The input size a ViT or MaxViT is built for, with or without weights: the size the
+    model is fed at (its weights' min_size; vit_h_14's is 518, not the builder's 224)."""
+    if tv_weights is None:
+        return {}
     if name == "maxvit_t":
         return {"input_size": tv_weights.meta["min_size"]}
     if name.startswith("vit_"):
@@ -37,7 +45,8 @@ def _drop_aux(model: nn.Module) -> None:
 
 def _builder(name: str, tv_weights):
     def build(num_classes: int, weights=None) -> nn.Module:
-        kwargs = _pretrained_kwargs(name, tv_weights) if weights is not None else dict(_RANDOM_KWARGS.get(name, {}))
+        kwargs = (_pretrained_kwargs(name, tv_weights) if weights is not None
+                  else {**_RANDOM_KWARGS.get(name, {}), **_size_kwargs(name, tv_weights)})
         return torchvision.models.get_model(name, weights=None, num_classes=num_classes, **kwargs)
     return build
 
