@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import sys
 import tempfile
 import time
@@ -55,13 +56,13 @@ def installed() -> list[str]:
     return have
 
 
-def cifar_part(args, backends: list[str]) -> dict:
+def cifar_part(args, backends: list, round_tos=(None, 8), quantize=("none", "int8")) -> dict:
     out = {}
-    for round_to in (None, 8):
+    for round_to in round_tos:
         with tempfile.TemporaryDirectory(prefix="edgeprune-bench-backends-") as tmp:
             cfg = {"name": "backends", "out": f"{tmp}/run", "seed": 0,
                    "models": [{"name": "resnet20", "pretrained": True}], "weights_dir": args.models_dir,
-                   "algorithms": ["l1"], "rates": [0.3, 0.5], "round_to": round_to, "quantize": ["none", "int8"],
+                   "algorithms": ["l1"], "rates": [0.3, 0.5], "round_to": round_to, "quantize": list(quantize),
                    "dataset": {"name": "cifar10", "root": args.data_dir, "test_fraction": args.test_fraction},
                    "prune": {"recalibrate_bn": 20},
                    "finetune": {"epochs": 1, "max_steps": args.steps, "batch_size": 128, "lr": 0.01},
@@ -76,7 +77,7 @@ def cifar_part(args, backends: list[str]) -> dict:
                 row = {"model": r["model"], "rate": float(r["rate"]), "status": r["status"],
                        "accuracy_torch": _num(r.get("accuracy")), "params": _num(r.get("params")),
                        "macs": _num(r.get("macs")), "backends": {}}
-                for b in backends:
+                for b in (b if isinstance(b, str) else b["name"] for b in backends):
                     got = {k: _num(r.get(f"latency_{b}_{k}")) for k in
                            ("ms", "ci_rel", "relative", "accuracy", "file_bytes", "max_abs_diff", "top1_agreement")}
                     if got["ms"] is not None:
@@ -171,7 +172,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--max-repeats", type=int, default=40)
     ap.add_argument("--models", nargs="*", default=MODELS)
-    ap.add_argument("--part", choices=["cifar", "torchvision", "both"], default="both")
+    ap.add_argument("--part", choices=["cifar", "torchvision", "both", "tvm-tuning"], default="both",
+                    help="tvm-tuning: ResNet-20 (rates 0, 0.3, 0.5, fp32) in onnxruntime, TVM untuned and TVM "
+                         "tuned by MetaSchedule with --tune-trials")
+    ap.add_argument("--tune-trials", type=int, default=64, help="MetaSchedule trials per model (tvm-tuning)")
     ap.add_argument("--backends", nargs="+", help="only these of the installed backends (untuned TVM takes "
                                                   "seconds a call on the large models at 224 px)")
     ap.add_argument("--out")
@@ -179,6 +183,18 @@ def main() -> None:
     backends = [b for b in installed() if not args.backends or b in args.backends]
     previous = Path(args.out) if args.out else RESULTS / "backends.json"
     payload = json.loads(previous.read_text()) if args.part != "both" and previous.is_file() else {}
+    if args.part == "tvm-tuning":
+        if not (args.data_dir and args.models_dir) or "tvm" not in backends:
+            ap.error("the tvm-tuning part needs --data-dir, --models-dir and the tvm extra")
+        tuned = {"backend": "tvm", "tune_trials": args.tune_trials, "name": "tvm_tuned"}
+        # a fresh tuning database: every kernel is tuned in this run, none looked up from an earlier one
+        os.environ["EDGEPRUNE_TVM_TUNING"] = tempfile.mkdtemp(prefix="edgeprune-bench-tvm-tuning-")
+        payload["tvm_tuning"] = {"steps": args.steps, "test_fraction": args.test_fraction,
+                                 "tune_trials": args.tune_trials,
+                                 **cifar_part(args, ["onnxruntime", "tvm", tuned], round_tos=(None,),
+                                              quantize=("none",))}
+        print(f"wrote {write('backends', payload, args.out)}")
+        return
     payload.pop("machine", None)          # one part rerun keeps the other's figures
     payload.update({"backends": backends, "threads": 1, "batch_size": 1})
     if args.part in ("cifar", "both"):

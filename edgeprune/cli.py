@@ -224,8 +224,11 @@ def _cmd_deploy(args) -> int:
     from .release import release_trial
     formats = [f for f in ("onnx", "int8", "torchscript", "pt2") if getattr(args, f)] or ["onnx"]
     formats += [b for b in args.backend or [] if b not in formats]
+    if (args.target or args.tune_trials) and "tvm" not in formats:
+        raise EdgepruneError("--target and --tune-trials are TVM's: add --backend tvm")
     result = release_trial(args.run, args.trial, args.output, formats, data_dir=args.data_dir, opset=args.opset,
-                           dynamic_batch=args.dynamic_batch)
+                           dynamic_batch=args.dynamic_batch,
+                           backend_options={"target": args.target, "tune_trials": args.tune_trials})
     for kind, check in result.checks.items():
         if kind == "int8":
             acc = "" if result.int8_accuracy is None else \
@@ -430,6 +433,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backend", action="append", metavar="RUNTIME",
                    help="also the runtime's own file, verified in it: openvino (IR), tvm (a compiled module), "
                         "litert (.tflite); repeatable")
+    s.add_argument("--target", help="tvm: the compiler target, e.g. 'llvm -mtriple=aarch64-linux-gnu' (default: "
+                   "the run's, else 'llvm -mcpu=native')")
+    s.add_argument("--tune-trials", type=_integer(1, 1_000_000), metavar="N",
+                   help="tvm: MetaSchedule tuning, N candidate kernels timed (default: the run's, else none)")
     s.add_argument("-o", "--output", help="folder for the files (default: RUN/deploy/TRIAL)")
     s.add_argument("--opset", type=_integer(9, 23), help="ONNX opset, 9..23 (default: the run's deploy.opset)")
     s.add_argument("--dynamic-batch", dest="dynamic_batch", action="store_true", default=None,

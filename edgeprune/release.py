@@ -83,10 +83,13 @@ def _inputs(run: RunFolder, record: TrialRecord, data_dir: Optional[str]):
 
 def release_trial(run_dir, trial_id: str, out_dir=None, formats: Sequence[str] = DEPLOY_FORMATS, *,
                   data_dir: Optional[str] = None, opset: Optional[int] = None,
-                  dynamic_batch: Optional[bool] = None, evaluate_int8: bool = True) -> ReleaseResult:
+                  dynamic_batch: Optional[bool] = None, evaluate_int8: bool = True,
+                  backend_options: Optional[dict] = None) -> ReleaseResult:
     """Write trial `trial_id` (a unique prefix will do) of the run at `run_dir` in
     `formats` into `out_dir` (default RUN/deploy/TRIAL/), each file verified, with
-    deploy.json and the model card. An int8 variant is released with its int8 file."""
+    deploy.json and the model card. An int8 variant is released with its int8 file.
+    A runtime's file is made as the run's `measure.latency` entry for that backend
+    says (a TVM target, its tuning), with `backend_options` over it."""
     from .deploy.export import export_onnx, export_torchscript
     from .deploy.quantize import onnx_accuracy, quantize_onnx
     from .sweep import trial_model
@@ -139,7 +142,8 @@ def release_trial(run_dir, trial_id: str, out_dir=None, formats: Sequence[str] =
         diff = _max_diff(model, saved.loads(path.read_bytes(), str(path)), check)
         result.files["edgeprune"], result.checks["edgeprune"] = path, {"max_abs_diff": diff}
     for name in (f for f in formats if f in RUNTIMES):
-        _runtime_file(name, model, size, check, loaders, cfg, out, result, int8="int8" in formats)
+        _runtime_file(name, model, size, check, loaders, cfg, out, result, int8="int8" in formats,
+                      options=backend_options)
     if "state_dict" in formats:
         path = out / "state_dict.pt"
         torch.save(model.state_dict(), path)
@@ -150,7 +154,7 @@ def release_trial(run_dir, trial_id: str, out_dir=None, formats: Sequence[str] =
 
 
 def _runtime_file(name: str, model: nn.Module, size: int, check: torch.Tensor, loaders, cfg, out: Path,
-                  result: ReleaseResult, int8: bool = False) -> None:
+                  result: ReleaseResult, int8: bool = False, options: Optional[dict] = None) -> None:
     """The model in a runtime's own format (OpenVINO IR, a TVM module, .tflite), made by
     that latency backend, checked against PyTorch on the test images and its test
     accuracy measured in the runtime; with `int8`, also the runtime's own int8 model
@@ -160,7 +164,11 @@ def _runtime_file(name: str, model: nn.Module, size: int, check: torch.Tensor, l
     from .config import MeasureConfig
     from .deploy.files import TrialArtifacts
     from .registry import LATENCY_BACKENDS
-    spec = MeasureConfig(latency=[{"backend": name}]).latency_backends()[0]
+    measured = [b for b in cfg.measure.latency_backends() if b.backend == name]
+    spec = measured[0] if measured else MeasureConfig(latency=[{"backend": name}]).latency_backends()[0]
+    given = {k: v for k, v in (options or {}).items() if v is not None} if name == "tvm" else {}
+    if given:
+        spec = type(spec).model_validate({**spec.model_dump(exclude_none=True), **given})
     backend = LATENCY_BACKENDS.get(name)(spec)
     files = TrialArtifacts(model, size, cfg.deploy, "model", check_images=lambda s: check,
                            calibration=lambda s: loaders[0] if loaders else [],

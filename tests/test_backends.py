@@ -292,8 +292,47 @@ def test_a_cross_target_gives_object_files_for_the_device(tmp_path):
     files.close()
 
 
+def test_tvm_tuning_times_kernels_once_and_reuses_them(tmp_path, monkeypatch):
+    """MetaSchedule under a trial budget: the tuned module is checked like any other,
+    its kernels land in the database, and a model of the same shapes (another trial,
+    another run) is compiled from the database without tuning again."""
+    if not _have("tvm", "onnx", "xgboost"):
+        pytest.skip("tvm tuning is an optional extra (pip install 'edgeprune[tvm]'): not installed here")
+    import tvm.s_tir.meta_schedule as ms
+
+    from edgeprune.config.sections import DeployConfig, MeasureConfig
+    from edgeprune.deploy.backends import make_backends
+    from edgeprune.deploy.files import TrialArtifacts
+    monkeypatch.setenv("EDGEPRUNE_TVM_TUNING", str(tmp_path / "tuning"))
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten()).eval()  # 2 kernels
+    images = torch.randn(4, 3, 8, 8)
+
+    def files():
+        return TrialArtifacts(model, 8, DeployConfig(parity_images=4), "m", check_images=lambda s: images,
+                              calibration=lambda s: [])
+    spec = MeasureConfig(latency=[{"backend": "tvm", "tune_trials": 4}], latency_repeats=10).latency_backends()
+    backend, = make_backends(spec)
+    first = files()
+    m = backend.measure(first, False)
+    assert backend.artifact(first, False).name.endswith(".tvm-tuned4.so")
+    assert m.median_ms > 0 and m.extra["max_abs_diff"] < 1e-4 and m.extra["top1_agreement"] == 1.0
+    records = list((tmp_path / "tuning").glob("*/database_tuning_record.json"))
+    kernels = records[0].with_name("database_workload.json").read_text().count("\n")
+    assert kernels >= 2 and records[0].read_text().count("\n") >= kernels     # every kernel has a tuned record
+
+    def no_tuning(**kw):
+        raise AssertionError("tuned again")
+    monkeypatch.setattr(ms.tune, "tune_tasks", no_tuning)
+    second = files()
+    again = backend.measure(second, False)
+    assert again.extra["max_abs_diff"] < 1e-4
+    first.close(), second.close()
+
+
 @pytest.mark.parametrize("entry, words", [
     ({"backend": "onnxruntime", "rpc": "pi:9090"}, "rpc:` is TVM's RPC server"),
+    ({"backend": "openvino", "tune_trials": 64}, "tune_trials:` is TVM's MetaSchedule tuning"),
     ({"backend": "tvm", "rpc": "pi"}, "is not HOST:PORT"),
     ({"device": "http://pi:8787", "backend": "tvm"}, "TVM's own RPC server"),
 ])

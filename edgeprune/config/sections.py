@@ -222,6 +222,8 @@ class LatencyBackend(Strict):
     target: Optional[str] = Field(None, description="tvm: the compiler target (default 'llvm -mcpu=native')")
     rpc: Optional[str] = Field(None, description="tvm: HOST:PORT of TVM's RPC server on the device, where the "
                                                  "module is checked and timed")
+    tune_trials: Optional[int] = Field(None, gt=0, le=1_000_000, description="tvm: MetaSchedule tuning, this many "
+                                       "candidate kernels timed per model (unset: TVM's default schedules)")
     max_repeats: Optional[int] = Field(None, gt=0, le=1_000_000, description="the cap of adaptive repeats")
     ci: Optional[float] = Field(None, gt=0, lt=1, description="repeat until the median's 95 % CI is within "
                                                               "+/- this fraction")
@@ -260,6 +262,8 @@ class LatencyBackend(Strict):
                 raise ValueError(f"`rpc:` is TVM's RPC server; {self.backend} does not use it")
             if not host or not port.isdigit():
                 raise ValueError(f"rpc: {self.rpc!r} is not HOST:PORT (e.g. rpc: 192.168.1.20:9090)")
+        if self.tune_trials is not None and self.backend != "tvm":
+            raise ValueError(f"`tune_trials:` is TVM's MetaSchedule tuning; {self.backend} does not tune")
         return self
 
     @property

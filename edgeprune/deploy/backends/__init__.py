@@ -4,7 +4,7 @@ runtime the device uses (base.py: the interface). Built in: `torch` (eager),
 `edgeprune agent` on the device). Register another with
 `edgeprune.plugins.register_latency_backend`."""
 from ...registry import LATENCY_BACKENDS
-from . import device, local  # noqa: F401  (register the built-ins)
+from . import device, local, tvm_compiler  # noqa: F401  (register the built-ins)
 from .base import LatencyBackend, Measurement, measure_latencies
 from .device import device_summary
 

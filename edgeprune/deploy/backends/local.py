@@ -1,12 +1,11 @@
-"""The runtimes on this machine: PyTorch eager, ONNX Runtime, OpenVINO, Apache TVM and
-LiteRT, each behind its own extra (`pip install "edgeprune[openvino]"`, ...)."""
+"""The runtimes on this machine: PyTorch eager, ONNX Runtime, OpenVINO and LiteRT, each
+behind its own extra (`pip install "edgeprune[openvino]"`, ...); Apache TVM is in
+tvm_compiler.py."""
 from __future__ import annotations
 
 import contextlib
 import io
-import tempfile
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -120,138 +119,6 @@ class OpenVINO(LatencyBackend):
             pad = np.zeros((batch.get_length() - n, *images.shape[1:]), images.dtype)
             images = np.concatenate([images, pad])
         return np.array(session.infer({0: np.ascontiguousarray(images)})[0])[:n]
-
-
-def tvm_target(text: str) -> dict:
-    """'llvm -mcpu=native -mtriple=aarch64-linux-gnu' as the dict TVM 0.2x takes."""
-    kind, *options = text.split()
-    target: dict = {"kind": kind}
-    for option in options:
-        key, _, value = option.lstrip("-").partition("=")
-        target[key] = value if value else True
-    if target.get("mcpu") == "native":      # LLVM no longer takes "native": name this CPU
-        from tvm.target import codegen
-        target["mcpu"] = codegen.llvm_get_system_cpu()
-    return target
-
-
-@LATENCY_BACKENDS.register("tvm")
-class TVM(LatencyBackend):
-    """Apache TVM: ONNX -> Relax -> a module compiled for `target` (default
-    'llvm -mcpu=native'), static batch. A cross target ('llvm -mtriple=aarch64-linux-gnu')
-    gives a .tar of object files, linked on the device; with `rpc: HOST:PORT` the module
-    is uploaded to TVM's RPC server there (`python -m tvm.exec.rpc_server`) and checked and
-    timed on the device; without it a cross-compiled module is kept, not timed. Kernels
-    get TVM's default schedules: MetaSchedule tuning is not offered (apache-tvm 0.27's
-    tuner crashed in tvm::ffi::ToJSONGraph here, even on a one-conv model)."""
-    requires = ("tvm",)
-    extra = "tvm"
-    suffix = ".so"
-
-    @property
-    def target(self) -> str:
-        return self.spec.target or "llvm -mcpu=native"
-
-    @property
-    def cross(self) -> bool:
-        return "-mtriple" in self.target and "x86_64" not in self.target
-
-    def artifact(self, files, quantized):
-        if quantized:           # TVM's ONNX front end does not take QDQ int8 graphs: fp32 only here
-            raise EdgepruneError("tvm: int8 is not offered (its ONNX importer does not read the QDQ int8 "
-                                 "model); measure int8 in onnxruntime or openvino")
-        return self.compile_file(files.static_onnx(self.size(files), self.spec.batch_size), self.size(files))
-
-    def compile_file(self, path, input_size):
-        import onnx
-        import tvm
-        from tvm.relax.frontend.onnx import from_onnx
-        source = Path(path)
-        lib = source.with_suffix(".tvm.tar" if self.cross else ".tvm.so")
-        if not lib.is_file():
-            side = input_size
-            target = tvm.target.Target(tvm_target(self.target))
-            try:
-                mod = from_onnx(onnx.load(str(source)), shape_dict={"input": [self.spec.batch_size, 3, side, side]},
-                                keep_params_in_input=False)
-                executable = tvm.compile(mod, target=target)
-                executable.export_library(str(lib))
-            except Exception as e:  # noqa: BLE001 - TVM raises its own types
-                hint = ("; export the model with a fixed batch (edgeprune deploy ... --static-batch)"
-                        if "ShapeExpr" in str(e) else "")
-                raise EdgepruneError(f"tvm could not compile {source.name} for {self.target!r}: "
-                                     f"{type(e).__name__}: {first_line(e, 200)}{hint}") from None
-        return lib
-
-    # -- where it runs: here, or on the device through TVM's RPC ---------------------------------------------
-    def _remote(self):
-        from tvm import rpc
-        host, _, port = self.spec.rpc.rpartition(":")
-        try:
-            return rpc.connect(host, int(port), session_timeout=int(self.spec.timeout))
-        except Exception as e:  # noqa: BLE001
-            raise EdgepruneError(f"tvm rpc {self.spec.rpc}: cannot connect ({first_line(e, 120)}); start "
-                                 "`python -m tvm.exec.rpc_server --host 0.0.0.0 --port PORT` on the device") from None
-
-    def load(self, path):
-        import tvm
-        from tvm import relax
-        if self.spec.rpc:
-            remote = self._remote()
-            remote.upload(str(path))
-            vm = relax.VirtualMachine(remote.load_module(Path(path).name), remote.cpu())
-            return {"vm": vm, "device": remote.cpu()}
-        return {"vm": relax.VirtualMachine(tvm.runtime.load_module(str(path)), tvm.cpu()), "device": tvm.cpu()}
-
-    def predict(self, session, images):
-        import tvm
-        out = session["vm"]["main"](tvm.runtime.tensor(np.ascontiguousarray(images), session["device"]))
-        out = out[0] if isinstance(out, (list, tuple)) or not hasattr(out, "numpy") else out
-        return out.numpy()
-
-    def time(self, files, quantized):
-        if quantized:
-            return None
-        if self.cross and not self.spec.rpc:   # compiled for another machine: kept for it, not run here
-            self.artifact(files, quantized)
-            return Measurement(float("nan"), float("nan"), {})
-        if not self.spec.rpc:
-            import os
-            os.environ.setdefault("TVM_NUM_THREADS", str(self.spec.threads))
-            return super().time(files, quantized)
-        return self._time_remote(files)
-
-    def _time_remote(self, files):
-        """Timed on the device by TVM's time_evaluator (no network in the figures), in blocks
-        until the median's confidence interval is within `ci`, as here."""
-        import tvm
-        from ...agent.bench import percentile_stats
-        session = self.session(self.artifact(files, False))
-        vm, device, s = session["vm"], session["device"], self.spec
-        vm.set_input("main", tvm.runtime.tensor(self.inputs(files), device))
-        evaluate = vm.time_evaluator("invoke_stateful", device, number=1, repeat=s.repeats)
-        for _ in range(s.warmup):
-            vm.invoke_stateful("main")
-        times: list[float] = []
-        cap = max(s.repeats, s.max_repeats or s.repeats) if s.ci else s.repeats
-        while len(times) < cap:
-            times += [1000 * t for t in evaluate("main").results]
-            if not s.ci or percentile_stats(times)["ci_rel"] <= s.ci:
-                break
-        median, p90, extra = spread(times, {"repeats": len(times)})
-        return Measurement(median, p90, extra)
-
-    def assess(self, files, quantized):
-        if quantized:
-            return {}
-        if self.cross and not self.spec.rpc:
-            return {"file_bytes": Path(self.artifact(files, quantized)).stat().st_size}
-        return super().assess(files, quantized)
-
-    def verify(self, files, session, path, quantized):
-        if len(files.parity_images) and self.spec.batch_size != 1:
-            return {}
-        return super().verify(files, session, path, quantized)
 
 
 @LATENCY_BACKENDS.register("litert")
