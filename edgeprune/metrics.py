@@ -51,9 +51,9 @@ METRICS: dict[str, Metric] = {m.key: m for m in [
     Metric("latency_p90_ms", "p90 ms", "ms", "90th-percentile latency on the first latency backend", "lower"),
     Metric("latency_ci_rel", "lat ±%", "fraction", "half-width of the 95 % confidence interval of the median "
            "latency, relative to it (adaptive repeats run until it is within measure.latency_ci)"),
-    Metric("latency_relative", "lat ×orig", "float", "median latency on the first latency backend divided by "
-           "the unpruned model's, timed alternately with it (machine drift cancels; measure.latency_reference)",
-           "lower"),
+    Metric("latency_relative", "lat ×orig", "float", "latency on the first latency backend divided by the "
+           "unpruned model's, each call paired with one of it (ABBA), as the ratio of their 10th-percentile "
+           "times (machine load cancels; measure.latency_reference)", "lower"),
     Metric("latency_target_ms", "target ms", "ms", "the latency a `rates: [{latency_ms: T}]` trial aimed for"),
     Metric("latency_search_ms", "search ms", "ms", "the latency the target search measured for the model it "
            "chose"),

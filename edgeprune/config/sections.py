@@ -284,7 +284,8 @@ class MeasureConfig(Strict):
     latency_max_repeats: Optional[int] = Field(300, gt=0, le=1_000_000, description="the cap of those repeats")
     backend_accuracy: bool = Field(True, description="measure test accuracy in each latency backend's runtime")
     latency_reference: bool = Field(True, description="time each model alternating with its unpruned model: "
-                                    "latency_<backend>_relative is their ratio, in which machine drift cancels")
+                                    "latency_<backend>_relative is their ratio (of 10th-percentile times), in which "
+                                    "machine load cancels")
     eval_batch_size: int = Field(500, gt=0, le=65536)
 
     @field_validator("latency", mode="before")

@@ -43,7 +43,7 @@ class Measurement:
 def spread(times: list[float], info: dict) -> tuple[float, float, dict]:
     """(median, p90, the rest) of timed runs, for a Measurement."""
     st = percentile_stats(times)
-    extra = {"ci_rel": st["ci_rel"], "iqr_ms": st["iqr_ms"], "ci_low_ms": st["ci_low_ms"],
+    extra = {"ci_rel": st["ci_rel"], "iqr_ms": st["iqr_ms"], "p10_ms": st["p10_ms"], "ci_low_ms": st["ci_low_ms"],
              "ci_high_ms": st["ci_high_ms"], "repeats": info["repeats"]}
     if "reference_median_ms" in info:
         extra["reference_ms"] = info["reference_median_ms"]
@@ -188,7 +188,7 @@ def _folder_bytes(path) -> int:
     return sum(f.stat().st_size for f in p.parent.glob(p.stem + ".*")) if p.parent.is_dir() else 0
 
 
-TIMING = ("ms", "p90_ms", "ci_rel", "iqr_ms", "ci_low_ms", "ci_high_ms", "repeats", "reference_ms", "relative")
+TIMING = ("ms", "p90_ms", "p10_ms", "ci_rel", "iqr_ms", "ci_low_ms", "ci_high_ms", "repeats", "reference_ms", "relative")
 
 
 def architecture_signature(model, input_size: int) -> str:

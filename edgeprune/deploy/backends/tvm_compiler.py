@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
+import logging
 import math
 import os
 import socket
@@ -140,12 +140,14 @@ def tune(mod, target, trials: int, folder: Path, seed: int = 0):
         if todo:
             contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
                 extracted_tasks=todo, work_dir=str(folder), seed=seed)
-            # its progress tables go to folder/logs, not to the sweep's output
-            with contextlib.redirect_stdout(io.StringIO()):
-                ms.tune.tune_tasks(tasks=contexts, task_weights=weights, work_dir=str(folder),
-                                   max_trials_global=per_task * len(todo), max_trials_per_task=per_task,
-                                   num_trials_per_iter=min(64, per_task), database=database,
-                                   builder=ms.builder.LocalBuilder(f_build=build_kernel, timeout_sec=120))
+            # its progress (INFO) goes to folder/logs only, not to the sweep's output
+            quiet = logging.getLogger("tvm.s_tir.meta_schedule")
+            if quiet.level == logging.NOTSET:
+                quiet.setLevel(logging.WARNING)
+            ms.tune.tune_tasks(tasks=contexts, task_weights=weights, work_dir=str(folder),
+                               max_trials_global=per_task * len(todo), max_trials_per_task=per_task,
+                               num_trials_per_iter=min(64, per_task), database=database,
+                               builder=ms.builder.LocalBuilder(f_build=build_kernel, timeout_sec=120))
         with target, ms.database.JSONDatabase(work_dir=str(folder)):
             return relax.transform.MetaScheduleApplyDatabase(str(folder))(mod)
 
