@@ -48,6 +48,31 @@ def measure(backend, files, times: int) -> dict:
     return got
 
 
+def estimators(backend, files, times: int, pairs: int = 300) -> dict:
+    """The same model pair timed raw, `pairs` pairs per measurement, summed up by the
+    figure edgeprune stored before (median of each pair's ratio, AB order) and by the
+    one it stores now (ratio of the 10th-percentile times, ABBA order): a baseline
+    from the same run."""
+    import numpy as np
+    x = backend.inputs(files)
+    sessions = [backend.session(backend.artifact(files, False))]
+    sessions.append(backend.load(backend.artifact(files.reference, False)))
+    calls = [lambda s=s: backend.call(s, x) for s in sessions]
+    got = {"median_of_pair_ratios_ab": [], "p10_ratio_abba": []}
+    for _ in range(times):
+        for order, key in (("ab", "median_of_pair_ratios_ab"), ("abba", "p10_ratio_abba")):
+            t = [[], []]
+            for i in range(pairs):
+                for which in ((0, 1) if order == "ab" or i % 2 == 0 else (1, 0)):
+                    start = time.perf_counter()
+                    calls[which]()
+                    t[which].append(time.perf_counter() - start)
+            a, b = np.array(t[0]), np.array(t[1])
+            got[key].append(float(np.median(a / b)) if order == "ab"
+                            else float(np.percentile(a, 10, method="nearest") / np.percentile(b, 10, method="nearest")))
+    return got
+
+
 def busy_sweep(tmp: Path, data_dir: str) -> subprocess.Popen:
     cfg = {"name": "busy", "out": str(tmp / "busy"), "models": [{"name": "resnet56", "pretrained": False}],
            "algorithms": ["l1", "fpgm", "random"], "rates": [0.2, 0.4, 0.6, 0.8],
@@ -75,12 +100,14 @@ def main() -> None:
     files["pruned"].reference = files["unpruned"]
     backend, = make_backends(MeasureConfig(latency=[args.backend], latency_threads=1).latency_backends())
     idle = measure(backend, files["pruned"], args.times)
+    idle_raw = estimators(backend, files["pruned"], args.times)
     print(f"idle: {idle}", flush=True)
     with tempfile.TemporaryDirectory(prefix="edgeprune-stability-") as tmp:
         proc = busy_sweep(Path(tmp), args.data_dir)
         try:
             time.sleep(20)               # past its start-up: fine-tuning on every core
             busy = measure(backend, files["pruned"], args.times)
+            busy_raw = estimators(backend, files["pruned"], args.times)
             still_running = proc.poll() is None
         finally:
             proc.kill()
@@ -88,11 +115,14 @@ def main() -> None:
     print(f"busy: {busy}", flush=True)
     summary = {f"{key}_max_deviation_busy_vs_idle": max(abs(v / statistics.median(idle[key]) - 1) for v in busy[key])
                for key in ("relative", "median_ms", "p10_ms", "reference_ms")}
+    summary["estimators_max_deviation_busy_vs_idle"] = {
+        key: max(abs(v / statistics.median(idle_raw[key]) - 1) for v in busy_raw[key]) for key in idle_raw}
     summary.update(sweep_ran_throughout=still_running, method="each call paired with one of the unpruned model "
                    "(ABBA); relative = ratio of their 10th-percentile times",
                    aim="relative within 5 % of its idle value during the sweep")
     path = write("latency_stability", {"backend": args.backend, "model": "resnet20 l1 0.5 (random weights, 32 px)",
-                                       "times": args.times, "idle": idle, "busy": busy, "summary": summary}, args.out)
+                                       "times": args.times, "idle": idle, "busy": busy, "estimators": {"idle": idle_raw, "busy": busy_raw},
+                                       "summary": summary}, args.out)
     print(summary, f"\nwrote {path}")
 
 

@@ -38,6 +38,8 @@ def test_same_architecture_trials_share_one_latency_with_its_spread(tiny_cifar, 
         assert pruned[col].nunique() == 1, col                          # one figure, not three noisy ones
     assert df.loc["none", "arch_signature"] != df.loc["l1", "arch_signature"]
     assert (df["latency_onnxruntime_repeats"] >= 10).all() and (df["latency_ci_rel"] > 0).all()
+    # each timing spans latency_min_seconds (1 s): a tiny model's calls run past latency_max_repeats (60)
+    assert (df["latency_onnxruntime_repeats"] > 60).all()
     assert (df["latency_onnxruntime_iqr_ms"] >= 0).all()
     # timed alternately with the unpruned model: the ratio is stored, and the baseline's is about 1
     assert (df["latency_relative"] == df["latency_onnxruntime_relative"]).all()

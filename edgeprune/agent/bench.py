@@ -50,7 +50,7 @@ def _timed(call) -> float:
 
 def time_calls(run, *, warmup: int = 3, repeats: int = 20, max_repeats: Optional[int] = None,
                rel_ci: Optional[float] = None, max_seconds: Optional[float] = None,
-               reference=None) -> tuple[list[float], dict]:
+               reference=None, min_seconds: float = 0.0) -> tuple[list[float], dict]:
     """Time `run()` (ms): `warmup` untimed calls, then blocks of `repeats` until the
     median's 95 % confidence interval is within +/- `rel_ci` of it (or `max_repeats`
     calls, or `max_seconds`); with rel_ci None, exactly `repeats` calls.
@@ -63,6 +63,8 @@ def time_calls(run, *, warmup: int = 3, repeats: int = 20, max_repeats: Optional
     (another process taking the core) only lengthen some calls, which the low
     quantile leaves out. The median of each pair's ratio, the figure before, drifted
     3.4 % under a busy sweep where this ratio moved 0.3 % (bench/latency_stability.py).
+    With `min_seconds`, timing goes on (past max_repeats too) until it spans that
+    long, so that a burst of load shorter than that cannot cover every call.
     Returns the times and {repeats, truncated, reference_median_ms, relative}."""
     for _ in range(warmup):
         run()
@@ -71,8 +73,8 @@ def time_calls(run, *, warmup: int = 3, repeats: int = 20, max_repeats: Optional
     cap = max(repeats, max_repeats or repeats) if rel_ci else repeats
     times, ref_times, truncated = [], [], False
     started = time.perf_counter()
-    while len(times) < cap:
-        for _ in range(min(repeats, cap - len(times))):
+    while True:
+        for _ in range(min(repeats, cap - len(times)) if len(times) < cap else repeats):
             if reference is None:
                 times.append(_timed(run))
             elif len(times) % 2 == 0:
@@ -84,7 +86,8 @@ def time_calls(run, *, warmup: int = 3, repeats: int = 20, max_repeats: Optional
             if max_seconds is not None and time.perf_counter() - started > max_seconds:
                 truncated = len(times) < cap
                 break
-        if truncated or not rel_ci or percentile_stats(times)["ci_rel"] <= rel_ci:
+        settled = not rel_ci or len(times) >= cap or percentile_stats(times)["ci_rel"] <= rel_ci
+        if truncated or (settled and time.perf_counter() - started >= min_seconds):
             break
     info = {"repeats": len(times), "truncated": truncated}
     if ref_times:

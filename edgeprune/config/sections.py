@@ -227,6 +227,8 @@ class LatencyBackend(Strict):
     max_repeats: Optional[int] = Field(None, gt=0, le=1_000_000, description="the cap of adaptive repeats")
     ci: Optional[float] = Field(None, gt=0, lt=1, description="repeat until the median's 95 % CI is within "
                                                               "+/- this fraction")
+    min_seconds: Optional[float] = Field(None, ge=0, le=3600, description="timing against the reference spans at "
+                                                                          "least this long")
 
     @model_validator(mode="before")
     @classmethod
@@ -286,6 +288,9 @@ class MeasureConfig(Strict):
     latency_reference: bool = Field(True, description="time each model alternating with its unpruned model: "
                                     "latency_<backend>_relative is their ratio (of 10th-percentile times), in which "
                                     "machine load cancels")
+    latency_min_seconds: float = Field(1.0, ge=0, le=3600, description="with latency_reference, timing of a model "
+                                       "spans at least this long (past latency_max_repeats), so that a burst of "
+                                       "load cannot cover all of it")
     eval_batch_size: int = Field(500, gt=0, le=65536)
 
     @field_validator("latency", mode="before")
@@ -315,7 +320,8 @@ class MeasureConfig(Strict):
                 "warmup": self.latency_warmup if b.warmup is None else b.warmup,
                 "repeats": b.repeats or self.latency_repeats,
                 "ci": b.ci if b.ci is not None else self.latency_ci,
-                "max_repeats": b.max_repeats or self.latency_max_repeats})
+                "max_repeats": b.max_repeats or self.latency_max_repeats,
+                "min_seconds": self.latency_min_seconds if b.min_seconds is None else b.min_seconds})
             if b.label in seen:
                 raise ValueError(f"measure.latency: two backends are labelled {b.label!r}; give one a `name:`")
             seen.add(b.label)

@@ -124,7 +124,8 @@ class LatencyBackend:
         x = self.inputs(files)
         s = self.spec
         times, info = time_calls(lambda: self.call(session, x), warmup=s.warmup, repeats=s.repeats,
-                                 max_repeats=s.max_repeats, rel_ci=s.ci, reference=self.reference_call(files, x))
+                                 max_repeats=s.max_repeats, rel_ci=s.ci, reference=self.reference_call(files, x),
+                                 min_seconds=s.min_seconds if files.reference is not None else 0.0)
         median, p90, extra = spread(times, info)
         return Measurement(median, p90, extra)
 

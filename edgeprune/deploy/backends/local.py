@@ -37,7 +37,8 @@ class TorchEager(LatencyBackend):
             reference = files.reference.model.eval() if files.reference is not None else None
             times, info = time_calls(lambda: model(x), warmup=s.warmup, repeats=s.repeats,
                                      max_repeats=s.max_repeats, rel_ci=s.ci,
-                                     reference=(lambda: reference(x)) if reference is not None else None)
+                                     reference=(lambda: reference(x)) if reference is not None else None,
+                                     min_seconds=s.min_seconds if reference is not None else 0.0)
         finally:
             torch.set_num_threads(previous)
             model.train(was_training)
