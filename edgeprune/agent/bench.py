@@ -61,8 +61,8 @@ def time_calls(run, *, warmup: int = 3, repeats: int = 20, max_repeats: Optional
     reference's median says how busy the machine was; the ratio does not move with
     it: load that lasts longer than a call slows both alike, and interruptions
     (another process taking the core) only lengthen some calls, which the low
-    quantile leaves out. The median of each pair's ratio, the figure before, drifted
-    3.4 % under a busy sweep where this ratio moved 0.3 % (bench/latency_stability.py).
+    quantile leaves out. Under a busy sweep the median of each pair's ratio, the figure
+    before, drifted 10.5 % where this ratio moved 0.2 % (bench/latency_stability.py).
     With `min_seconds`, timing goes on (past max_repeats too) until it spans that
     long, so that a burst of load shorter than that cannot cover every call.
     Returns the times and {repeats, truncated, reference_median_ms, relative}."""
