@@ -43,7 +43,8 @@ def int8_run(tmp_path_factory, tiny_cifar, agent_url):
     out = tmp_path_factory.mktemp("int8") / "run"
     cfg = sweep_config(tiny_cifar, out, models=[{"name": "tiny_models:tiny_cnn", "pretrained": False}], quantize=["none", "int8"],
                        measure={"latency": ["torch", "onnxruntime", {"device": agent_url, "name": "pi"}],
-                                "latency_repeats": 3, "latency_warmup": 1, "eval_batch_size": 100},
+                                "latency_repeats": 3, "latency_warmup": 1, "eval_batch_size": 100,
+                                "latency_min_seconds": 0},
                        deploy={"calibration_images": 64, "save_onnx": True})
     cfg["finetune"]["distill"] = {"temperature": 2.0, "weight": 0.5}
     run_sweep(load_config(cfg))

@@ -22,7 +22,8 @@ def _cfg(data, out, **kw):
     return sweep_config(data, out, rates=[0.3, 0.6], quantize=["none", "int8"], plugins=["counting_plugin"],
                         finetune={"epochs": 1, "max_steps": 2, "batch_size": 32, "optimizer": "counting_sgd"},
                         measure={"latency": ["onnxruntime"], "latency_repeats": 2, "latency_warmup": 1,
-                                 "eval_batch_size": 100}, deploy={"calibration_images": 32}, **kw)
+                                 "eval_batch_size": 100, "latency_min_seconds": 0},
+                        deploy={"calibration_images": 32}, **kw)
 
 
 @pytest.mark.parametrize("executor", ["local", "ray"])
