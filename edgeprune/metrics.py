@@ -56,7 +56,8 @@ METRICS: dict[str, Metric] = {m.key: m for m in [
            "times (machine load cancels; measure.latency_reference)", "lower"),
     Metric("latency_target_ms", "target ms", "ms", "the latency a `rates: [{latency_ms: T}]` trial aimed for"),
     Metric("latency_search_ms", "search ms", "ms", "the latency the target search measured for the model it "
-           "chose"),
+           "chose (timed paired with the unpruned model where the backend can: its relative figure on the scale "
+           "of the search's first timing)"),
     Metric("latency_reached_ms", "reached ms", "ms", "a fresh timing of that model after the search"),
     Metric("latency_threads", "threads", "int", "threads the first latency backend ran with"),
     Metric("latency_batch_size", "batch", "int", "batch size of the latency measurement"),

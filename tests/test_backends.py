@@ -213,6 +213,23 @@ def test_the_agent_lists_its_runtimes_and_refuses_native_code(tmp_path):
         server.server_close()
 
 
+def test_a_latency_target_is_met_in_a_local_runtime_on_the_paired_scale(tiny_cifar, tmp_path):
+    """In a runtime here the search judges each probe by its time relative to the
+    unpruned model (paired calls), on the scale of its first timing: load between
+    probes cannot steer it, and the chosen model is within 5 % of the target."""
+    probe = _cfg(tiny_cifar, tmp_path / "probe", ["onnxruntime"], algorithms=["l1"], rates=[0.1],
+                 models=[{"name": "resnet20", "pretrained": False}])
+    run_sweep(load_config(probe))
+    unpruned = load_results(tmp_path / "probe").set_index("algorithm").loc["none", "latency_ms"]
+    target = round(0.6 * unpruned, 4)
+    run_sweep(load_config(_cfg(tiny_cifar, tmp_path / "run", ["onnxruntime"], baseline=False,
+                               models=[{"name": "resnet20", "pretrained": False}], rates=[{"latency_ms": target}])))
+    row = load_results(tmp_path / "run").iloc[0]
+    assert row["status"] == "done", row["error"]
+    assert abs(row["latency_search_ms"] - target) <= 0.05 * target
+    assert row["latency_relative"] < 0.8 and row["latency_reached_ms"] < unpruned
+
+
 def test_latency_targets_need_a_backend(tiny_cifar, tmp_path):
     cfg = sweep_config(tiny_cifar, tmp_path / "run", rates=[{"latency_ms": 5}], measure={"latency": False})
     with pytest.raises(ConfigError, match="latency_ms target needs a latency backend"):

@@ -162,14 +162,23 @@ def _prune_to_latency(t: _Trial, ctx: TrialContext, source: nn.Module, calibrati
     backend = ctx.latency_backends[0]
 
     measured: dict[int, float] = {}
+    scale: list[float] = []      # ms per unit of `relative`: the source's median over its relative
 
     def latency(m: nn.Module) -> float:
+        """The model's median latency; where the backend times it paired with the unpruned
+        model, on the scale of the source's first timing (its relative figure over the
+        source's), so that load which comes and goes between two probes does not steer
+        the bisection."""
         files = ctx.deploy_files(f"{spec.trial_id}-probe", copy.deepcopy(m).to("cpu").eval(), base, spec.seed)
         try:
-            measured[id(m)] = backend.time(files, False).median_ms
-            return measured[id(m)]
+            timed = backend.time(files, False)
         finally:
             files.close()
+        relative = timed.extra.get("relative")
+        if relative and not scale:
+            scale.append(timed.median_ms / relative)
+        measured[id(m)] = relative * scale[0] if relative and scale else timed.median_ms
+        return measured[id(m)]
 
     def prune_at(m: nn.Module, r: float):
         return prune_model(m, spec.algorithm, r, base.input_size, layers=target.layers, include=target.include,
@@ -185,6 +194,7 @@ def _prune_to_latency(t: _Trial, ctx: TrialContext, source: nn.Module, calibrati
                                base=start_ms, tolerance=0.05 * spec.rate / start_ms)
     # what the search saw for the model it chose, and a fresh timing of it (the two differ by the noise)
     t.metrics["latency_search_ms"] = measured.get(id(result.model), float("nan"))
+    scale.clear()                # a fresh, unscaled timing
     t.metrics["latency_reached_ms"] = latency(result.model)
     return result
 
