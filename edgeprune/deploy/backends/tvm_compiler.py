@@ -148,8 +148,8 @@ def tune(mod, target, trials: int, folder: Path, seed: int = 0):
                                max_trials_global=per_task * len(todo), max_trials_per_task=per_task,
                                num_trials_per_iter=min(64, per_task), database=database,
                                builder=ms.builder.LocalBuilder(f_build=build_kernel, timeout_sec=120))
-        with target, ms.database.JSONDatabase(work_dir=str(folder)):
-            return relax.transform.MetaScheduleApplyDatabase(str(folder))(mod)
+        with target, database:           # the best record of every kernel, from the database just updated
+            return relax.transform.MetaScheduleApplyDatabase()(mod)
 
 
 @LATENCY_BACKENDS.register("tvm")
