@@ -34,7 +34,7 @@ from _common import RESULTS, write  # noqa: E402
 
 from edgeprune import load_config, load_results, run_sweep  # noqa: E402
 from edgeprune.config.sections import DeployConfig, MeasureConfig  # noqa: E402
-from edgeprune.deploy.backends import make_backends  # noqa: E402
+from edgeprune.measure.backends import make_backends  # noqa: E402
 from edgeprune.deploy.files import TrialArtifacts  # noqa: E402
 from edgeprune.measure import count_macs  # noqa: E402
 from edgeprune.models import create_model  # noqa: E402

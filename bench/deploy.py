@@ -99,7 +99,8 @@ def int8_variants(args, trials: list[dict]) -> list[dict]:
     (reduce_range) weights: onnxruntime test accuracy and latency of each, same images."""
     from edgeprune.config import DatasetConfig
     from edgeprune.data import BatchLoader, load_dataset
-    from edgeprune.deploy import export_onnx, onnx_accuracy, quantize_onnx
+    from edgeprune.deploy import export_onnx, quantize_onnx
+    from edgeprune.measure import onnx_accuracy
     from edgeprune.agent.bench import benchmark_onnx
     from edgeprune.sweep import trial_model
     data = load_dataset(DatasetConfig(root=args.data_dir))
@@ -199,7 +200,9 @@ def part_models(args) -> dict:
 def paired_latency(paths: dict, repeats: int, warmup: int = 2) -> dict:
     """onnxruntime latency (1 thread, batch 1) of several models timed in alternation,
     run by run, so that a change in the machine's load hits each of them alike."""
-    from edgeprune.agent.bench import input_feeds as _input_feeds, make_session, percentile_stats
+    from edgeprune.agent.bench import input_feeds as _input_feeds
+    from edgeprune.deploy.onnx_session import make_session
+    from edgeprune.measure.timing import percentile_stats
     sessions = {tag: make_session(str(p), threads=1) for tag, p in paths.items()}
     feeds = {tag: _input_feeds(s, 1, None) for tag, s in sessions.items()}
     for _ in range(warmup):
@@ -217,7 +220,8 @@ def paired_latency(paths: dict, repeats: int, warmup: int = 2) -> dict:
 # -- part 3: the agent on loopback --------------------------------------------------------
 
 def part_agent(args) -> dict:
-    from edgeprune.deploy import AgentClient, benchmark_onnx, export_onnx, quantize_onnx
+    from edgeprune.agent.bench import benchmark_onnx
+    from edgeprune.deploy import AgentClient, export_onnx, quantize_onnx
     from edgeprune.models import create_model
     torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="edgeprune-agent-bench-"))

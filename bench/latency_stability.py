@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write  # noqa: E402
 
 from edgeprune.config.sections import DeployConfig, MeasureConfig  # noqa: E402
-from edgeprune.deploy.backends import make_backends  # noqa: E402
+from edgeprune.measure.backends import make_backends  # noqa: E402
 from edgeprune.deploy.files import TrialArtifacts  # noqa: E402
 from edgeprune.models import create_model  # noqa: E402
 from edgeprune.prune import prune_model  # noqa: E402

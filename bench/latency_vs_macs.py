@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from _common import write
-from edgeprune.deploy import benchmark_onnx, export_onnx
+from edgeprune.agent.bench import benchmark_onnx
+from edgeprune.deploy import export_onnx
 from edgeprune.measure import count_macs
 from edgeprune.models import create_model
 from edgeprune.prune import prune_model

@@ -256,7 +256,8 @@ def _time_here(args) -> dict:
 
     import numpy as np
 
-    from .agent.bench import device_info, percentile_stats, time_calls
+    from .agent.bench import device_info
+    from .measure.timing import percentile_stats, time_calls
     from .config import MeasureConfig
     from .registry import LATENCY_BACKENDS
     name = args.backend or "onnxruntime"

@@ -133,7 +133,7 @@ def register_optimizer(name: str, factory: Optional[Callable] = None, *, replace
 
 
 def register_latency_backend(name: str, backend: Optional[type] = None, *, replace: bool = False):
-    """A class like edgeprune.deploy.backends.LatencyBackend: made once per sweep with
+    """A class like edgeprune.measure.LatencyBackend: made once per sweep with
     the config's spec, `measure(files, quantized) -> Measurement | None`.
     Usable as a class decorator."""
     return _decorator_or_call(lambda c: LATENCY_BACKENDS.add(name, c, plugin=True, replace=replace), backend)

@@ -1,10 +1,14 @@
 """Registries: name -> object tables for every pluggable part of the pipeline.
 
-Each stage registers its built-ins into one of the registries below when it is
-imported, and plugins (`edgeprune.plugins`) add theirs. A registry imports the
-module that holds its built-ins the first time it is read, and the installed
-plugin packages (entry-point group `edgeprune.plugins`) with it, so a stage that
-only validates names (the config) needs to import nothing but this module.
+Each registry loads only its own built-ins, the first time it is read: either the
+stage module that registers them while it is imported (models, algorithms, ...),
+or, for the stages above the config (latency backends, variants, executors), a
+table of `name -> "module:attribute"` entries imported one by one when asked for,
+so that validating a config knows every name without importing the sweep or the
+deployment code. The installed plugin packages (entry-point group
+`edgeprune.plugins`) are imported on the first read of any registry; a plugin's
+registration loads the built-ins of the registry it writes to first, so that a
+name taken twice is caught.
 
 Registrations made outside edgeprune's own modules are *plugin entries*; the Ray
 executor ships them to every worker (`plugin_snapshot` / `restore_plugins`), so a
@@ -30,12 +34,14 @@ def suggest(name: str, choices: list[str], n: int = 3) -> str:
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str, builtins: tuple[str, ...] = ()):
+    def __init__(self, kind: str, builtins: tuple[str, ...] = (), lazy: Optional[dict[str, str]] = None,
+                 aliases: Optional[dict[str, str]] = None):
         self.kind = kind
         self._builtins = builtins
         self._loaded = not builtins
         self._items: dict[str, T] = {}
-        self._aliases: dict[str, str] = {}
+        self._lazy: dict[str, str] = dict(lazy or {})       # name -> "module:attribute", imported on first get
+        self._aliases: dict[str, str] = dict(aliases or {})
         self._plugin_names: set[str] = set()
         # resolves names that are not registered (e.g. 'package.module:factory' models); None: unknown
         self.fallback: Optional[Callable[[str], Optional[T]]] = None
@@ -67,6 +73,13 @@ class Registry(Generic[T]):
         marks it as one that worker processes must be sent."""
         if not isinstance(name, str) or not name:
             raise EdgepruneError(f"a {self.kind} needs a non-empty name, got {name!r}")
+        if plugin:
+            self._load()        # a built-in registered later would otherwise collide silently
+        if name in self._lazy:
+            if not replace:
+                raise EdgepruneError(f"{self.kind} {name!r} is registered twice; pick another name "
+                                     "(or pass replace=True to override it on purpose)")
+            del self._lazy[name]
         if name in self._items and not replace:
             raise EdgepruneError(f"{self.kind} {name!r} is registered twice; pick another name "
                                  "(or pass replace=True to override it on purpose)")
@@ -89,6 +102,8 @@ class Registry(Generic[T]):
         name = self._aliases.get(name, name)
         if name in self._items:
             return self._items[name]
+        if name in self._lazy:
+            return self._resolve(name)
         found = self.fallback(name) if self.fallback and isinstance(name, str) else None
         if found is None:
             raise EdgepruneError(self.unknown_message(name))
@@ -99,6 +114,13 @@ class Registry(Generic[T]):
         return (f"unknown {self.kind} {name!r}{suggest(str(name), names)}; "
                 f"choose one of: {', '.join(names)}")
 
+    def _resolve(self, name: str) -> T:
+        module, _, attr = self._lazy[name].partition(":")
+        obj = getattr(importlib.import_module(module), attr)
+        self._items[name] = obj
+        del self._lazy[name]
+        return obj
+
     def peek(self, name: str) -> bool:
         """Whether `name` is registered so far, loading nothing (for built-in modules
         that register while they are imported)."""
@@ -107,17 +129,18 @@ class Registry(Generic[T]):
     def __contains__(self, name: object) -> bool:
         """Whether `name` is registered (or an alias); fallback names are not tried."""
         self._load()
-        return name in self._items or name in self._aliases
+        return name in self._items or name in self._lazy or name in self._aliases
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
     def names(self) -> list[str]:
         self._load()
-        return sorted(self._items)
+        return sorted({*self._items, *self._lazy})
 
     def items(self) -> list[tuple[str, T]]:
-        return [(n, self._items[n]) for n in self.names()]
+        """Every entry, lazy ones imported."""
+        return [(n, self.get(n)) for n in self.names()]
 
     def plugin_items(self) -> dict[str, T]:
         return {n: self._items[n] for n in self._plugin_names if n in self._items}
@@ -130,9 +153,19 @@ LAYER_TYPES: Registry = Registry("layer type", ("edgeprune.prune",))
 ARCHITECTURES: Registry = Registry("architecture adapter", ("edgeprune.prune",))
 DATASETS: Registry = Registry("dataset", ("edgeprune.data",))
 OPTIMIZERS: Registry = Registry("optimizer", ("edgeprune.train",))
-LATENCY_BACKENDS: Registry = Registry("latency backend", ("edgeprune.deploy.backends",))
-VARIANTS: Registry = Registry("model variant", ("edgeprune.sweep.variants",))
-EXECUTORS: Registry = Registry("executor", ("edgeprune.sweep.executors",))
+# the stages above the config: their names are known here, their code is imported when used
+LATENCY_BACKENDS: Registry = Registry("latency backend", lazy={
+    "torch": "edgeprune.measure.backends.torch_eager:TorchEager",
+    "onnxruntime": "edgeprune.measure.backends.onnxruntime:OnnxRuntime",
+    "openvino": "edgeprune.measure.backends.openvino:OpenVINO",
+    "litert": "edgeprune.measure.backends.litert:LiteRT",
+    "tvm": "edgeprune.measure.backends.tvm:TVM",
+    "device": "edgeprune.measure.backends.device:Device"},
+    aliases={"eager": "torch", "pytorch": "torch", "ort": "onnxruntime", "onnx": "onnxruntime", "ov": "openvino",
+             "tflite": "litert"})
+VARIANTS: Registry = Registry("model variant", lazy={"int8": "edgeprune.sweep.variants:int8"})
+EXECUTORS: Registry = Registry("executor", lazy={"local": "edgeprune.sweep.executors.local:LocalExecutor",
+                                                 "ray": "edgeprune.sweep.executors.ray_executor:RayExecutor"})
 
 ALL = {r.kind: r for r in (MODELS, ALGORITHMS, LAYER_TYPES, ARCHITECTURES, DATASETS, OPTIMIZERS, LATENCY_BACKENDS, VARIANTS,
                            EXECUTORS)}
@@ -152,8 +185,6 @@ def load_entry_points() -> None:
     if _entry_points_loaded:
         return
     _entry_points_loaded = True
-    for reg in ALL.values():     # plugins build on any stage: import every built-in first
-        reg._load()
     from importlib.metadata import entry_points
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
@@ -202,5 +233,5 @@ def restore_plugins(snapshot: Optional[dict]) -> None:
         reg = ALL[kind]
         reg._load()
         for name, obj in entries.items():
-            if name not in reg._items:
+            if name not in reg._items and name not in reg._lazy:
                 reg.add(name, obj, plugin=True)

@@ -91,7 +91,8 @@ def release_trial(run_dir, trial_id: str, out_dir=None, formats: Sequence[str] =
     A runtime's file is made as the run's `measure.latency` entry for that backend
     says (a TVM target, its tuning), with `backend_options` over it."""
     from .deploy.export import export_onnx, export_torchscript
-    from .deploy.quantize import onnx_accuracy, quantize_onnx
+    from .deploy.quantize import quantize_onnx
+    from .measure.accuracy import onnx_accuracy
     from .sweep import trial_model
 
     unknown = [f for f in formats if f not in FORMATS]

@@ -6,7 +6,8 @@ from pydantic import BaseModel, Field
 
 from edgeprune import plugins
 from edgeprune.data import DataSplits, ImageDataset
-from edgeprune.deploy.backends import LatencyBackend, Measurement
+from edgeprune.measure.backends import LatencyBackend
+from edgeprune.measure.latency import Measurement
 
 
 @plugins.register_criterion("lab_energy", description="sum of squared weights (a lab's criterion)")

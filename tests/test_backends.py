@@ -59,7 +59,7 @@ def test_same_architecture_trials_share_one_latency_with_its_spread(tiny_cifar, 
 def test_index_maps_do_not_split_an_architecture():
     """l1 and fpgm cut ResNet-20's layers alike, but its option-A shortcuts carry over
     different numbers of channels (integer index maps): still one network to time."""
-    from edgeprune.deploy.backends.base import architecture_signature
+    from edgeprune.measure.latency import architecture_signature
     from edgeprune.models import create_model
     from edgeprune.prune import prune_model
     torch.manual_seed(0)
@@ -114,7 +114,7 @@ def test_openvino_int8_of_a_resnet_with_shortcut_maps_agrees_with_fp32(tmp_path)
         pytest.skip(f"the published ResNet-20 weights or CIFAR-10 not found under {SHARED}; skipping")
     from edgeprune.config.sections import DeployConfig, MeasureConfig
     from edgeprune.data import cifar, make_loader
-    from edgeprune.deploy.backends import make_backends
+    from edgeprune.measure.backends import make_backends
     from edgeprune.deploy.files import TrialArtifacts
     from edgeprune.models import create_model, model_entry
     splits = cifar.load("cifar10", str(data))
@@ -131,7 +131,7 @@ def test_openvino_int8_of_a_resnet_with_shortcut_maps_agrees_with_fp32(tmp_path)
 
 
 def test_a_missing_runtime_is_one_line_naming_the_extra(tiny_cifar, tmp_path, monkeypatch, capsys):
-    from edgeprune.deploy.backends.local import OpenVINO
+    from edgeprune.measure.backends.openvino import OpenVINO
     monkeypatch.setattr(OpenVINO, "requires", ("no_such_runtime_module",))
     cfg = _cfg(tiny_cifar, tmp_path / "run", ["openvino"])
     import yaml
@@ -239,7 +239,7 @@ def test_latency_targets_need_a_backend(tiny_cifar, tmp_path):
 def test_time_calls_pairs_each_call_with_a_reference_call():
     """Each call is paired with a reference call: a slow-down that hits both (here,
     every other pair made 5x slower) cancels in their relative figure."""
-    from edgeprune.agent.bench import time_calls
+    from edgeprune.measure.timing import time_calls
     state = {"n": 0}
 
     def work(ms):
@@ -260,7 +260,7 @@ def test_interruptions_of_single_calls_leave_the_relative_figure_alone():
     at the true 2x (the median of the pairs' ratios, the figure before, falls to 1.25x)."""
     import random
 
-    from edgeprune.agent.bench import time_calls
+    from edgeprune.measure.timing import time_calls
     rng = random.Random(0)
 
     def work(ms):
@@ -317,7 +317,7 @@ def test_a_cross_target_gives_object_files_for_the_device(tmp_path):
     import torch
 
     from edgeprune.config.sections import DeployConfig, MeasureConfig
-    from edgeprune.deploy.backends import make_backends
+    from edgeprune.measure.backends import make_backends
     from edgeprune.deploy.files import TrialArtifacts
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
                                 torch.nn.Flatten(), torch.nn.Linear(8, 10)).eval()
@@ -343,7 +343,7 @@ def test_tvm_tuning_times_kernels_once_and_reuses_them(tmp_path, monkeypatch):
     import tvm.s_tir.meta_schedule as ms
 
     from edgeprune.config.sections import DeployConfig, MeasureConfig
-    from edgeprune.deploy.backends import make_backends
+    from edgeprune.measure.backends import make_backends
     from edgeprune.deploy.files import TrialArtifacts
     monkeypatch.setenv("EDGEPRUNE_TVM_TUNING", str(tmp_path / "tuning"))
     torch.manual_seed(0)

@@ -9,7 +9,8 @@ import torch
 
 from edgeprune import load_config, load_results, run_sweep
 from edgeprune.cli import main
-from edgeprune.deploy import quantize_onnx, export_onnx, onnx_accuracy
+from edgeprune.deploy import quantize_onnx, export_onnx
+from edgeprune.measure import onnx_accuracy
 from edgeprune.agent import TOKEN_ENV, make_server
 from edgeprune.errors import ConfigError
 from edgeprune.store import ResultStore

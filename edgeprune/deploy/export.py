@@ -220,7 +220,7 @@ def export_onnx(model: nn.Module, path: Union[str, Path], input_size: int, *,
     The input is named "input" (N x C x H x W, float32; N dynamic with
     `dynamic_batch`, else `batch_size`), the output "logits". The model is exported
     in eval mode and left in the mode it was in."""
-    from ..agent.bench import make_session
+    from .onnx_session import make_session
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

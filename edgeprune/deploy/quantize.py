@@ -1,5 +1,5 @@
 """int8: onnxruntime static post-training quantization of an fp32 ONNX model,
-calibrated on a few hundred training images, and accuracy in onnxruntime.
+calibrated on a few hundred training images (its accuracy: measure.onnx_accuracy).
 
 Defaults follow onnxruntime's advice for CPUs: QDQ format, int8 weights quantized
 per output channel, uint8 activations, min/max calibration, after onnxruntime's
@@ -12,7 +12,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Union
+from typing import Union
 
 import numpy as np
 
@@ -130,18 +130,3 @@ def quantize_onnx(fp32_path: Union[str, Path], int8_path: Union[str, Path], cali
     return QuantizeReport(int8_path, fp32_path, int8_path.stat().st_size, fp32_path.stat().st_size, n_images,
                           method, per_channel, activation_type, weight_type, quant_format, reduce_range,
                           time.perf_counter() - start)
-
-
-def onnx_accuracy(model: Union[str, Path, "object"], batches: Iterable, threads: int = 1) -> float:
-    """Top-1 accuracy in [0, 1] of an ONNX model (a path or an onnxruntime session) in
-    onnxruntime over (images, labels) batches, e.g. a test BatchLoader."""
-    from ..agent.bench import make_session
-    from .export import onnx_predict
-    session = make_session(str(model), threads) if isinstance(model, (str, Path)) else model
-    correct = total = 0
-    for x, y in batches:
-        x = x.contiguous().numpy() if hasattr(x, "contiguous") else np.asarray(x, dtype=np.float32)
-        y = y.numpy() if hasattr(y, "numpy") else np.asarray(y)
-        correct += int((onnx_predict(session, x).argmax(1) == y).sum())
-        total += len(y)
-    return correct / total if total else float("nan")

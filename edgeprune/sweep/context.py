@@ -19,7 +19,7 @@ import torch.nn as nn
 from ..artifacts import ArtifactStore, exists, read_bytes
 from ..config import DatasetConfig, DeployConfig, FinetuneConfig, MeasureConfig, PruneConfig, TargetLayers
 from ..data import BatchLoader, DataSplits, make_loader, resolve_normalization
-from ..deploy.backends import make_backends
+from ..measure.backends import make_backends
 from ..deploy.files import TrialArtifacts, resized
 from ..errors import EdgepruneError
 from ..measure import count_macs, count_params, evaluate

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from ..deploy.backends.base import TIMING
+from ..measure.latency import TIMING
 
 _FIRST = {"ms": "latency_ms", "p90_ms": "latency_p90_ms", "ci_rel": "latency_ci_rel", "relative": "latency_relative"}
 

@@ -17,8 +17,7 @@ from typing import Optional, Sequence
 import torch
 import torch.nn as nn
 
-from ..deploy.backends import measure_latencies
-from ..deploy.backends.base import architecture_signature
+from ..measure.latency import architecture_signature, measure_latencies
 from ..errors import EdgepruneError, first_line
 from ..measure import count_macs, count_params, evaluate, model_size_bytes
 from ..prune import prune_model

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import torch
 
-from ..deploy.backends import measure_latencies
-from ..deploy.backends.base import architecture_signature
-from ..deploy.quantize import onnx_accuracy
-from ..registry import VARIANTS
+from ..measure.accuracy import onnx_accuracy
+from ..measure.latency import architecture_signature, measure_latencies
+
 
 # the twin's metrics a variant does not inherit: it measures its own
 NOT_INHERITED = ("latency_", "onnx_", "trial_seconds", "size_bytes", "accuracy")   # model_path: the twin's
 
 
-@VARIANTS.register("int8")
 def int8(model, trained: dict, ctx, base, spec) -> dict:
     """onnxruntime static post-training quantization of the twin's model, calibrated on
     training images; accuracy measured in onnxruntime on the test set, size of the

@@ -4,8 +4,9 @@
   local  one after another, in this process (debugging, tests, one small machine)
   ray    in parallel on a local Ray instance or an existing Ray cluster
 
-An executor is a class in the executor registry: `Executor(cfg)` connects (a
-failure there writes nothing), `executor.run(job)` yields events, `close()` ends.
+An executor is a class in the executor registry (`local` and `ray` are imported
+when a sweep names them): `Executor(cfg)` connects (a failure there writes
+nothing), `executor.run(job)` yields events, `close()` ends.
 """
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from typing import Callable, Iterator, Optional
 from ...artifacts import ArtifactStore
 from ...config import SweepConfig
 from ...data import DataSplits
-from ...registry import EXECUTORS
 from ..events import Event
 from ..plan import TrialTask
 
@@ -46,17 +46,3 @@ class Executor:
 
     def close(self) -> None:
         pass
-
-
-class _LazyRay(Executor):
-    """Imports Ray (and its executor) only when a sweep asks for it."""
-
-    def __new__(cls, cfg):
-        from .ray_executor import RayExecutor
-        return RayExecutor(cfg)
-
-
-from .local import LocalExecutor  # noqa: E402
-
-EXECUTORS.add("local", LocalExecutor)
-EXECUTORS.add("ray", _LazyRay)

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import EdgepruneError, first_line
-from ...registry import LATENCY_BACKENDS
-from .base import LatencyBackend, Measurement, spread
+from ..latency import Measurement, spread
+from .base import LatencyBackend
 
 try:
     import fcntl
@@ -152,7 +152,6 @@ def tune(mod, target, trials: int, folder: Path, seed: int = 0):
             return relax.transform.MetaScheduleApplyDatabase()(mod)
 
 
-@LATENCY_BACKENDS.register("tvm")
 class TVM(LatencyBackend):
     """Apache TVM: ONNX -> Relax -> a module compiled for `target` (default
     'llvm -mcpu=native'), static batch. A cross target ('llvm -mtriple=aarch64-linux-gnu')
@@ -256,10 +255,11 @@ class TVM(LatencyBackend):
         until the median's confidence interval is within `ci`, as here."""
         import tvm
 
-        from ...agent.bench import percentile_stats
+        from ..timing import percentile_stats
+        from .checks import random_inputs
         session = self.session(self.artifact(files, False))
         vm, device, s = session["vm"], session["device"], self.spec
-        vm.set_input("main", tvm.runtime.tensor(self.inputs(files), device))
+        vm.set_input("main", tvm.runtime.tensor(random_inputs(s.batch_size, self.size(files)), device))
         evaluate = vm.time_evaluator("invoke_stateful", device, number=1, repeat=s.repeats)
         for _ in range(s.warmup):
             vm.invoke_stateful("main")
@@ -269,8 +269,7 @@ class TVM(LatencyBackend):
             times += [1000 * t for t in evaluate("main").results]
             if not s.ci or percentile_stats(times)["ci_rel"] <= s.ci:
                 break
-        median, p90, extra = spread(times, {"repeats": len(times)})
-        return Measurement(median, p90, extra)
+        return spread(times, {"repeats": len(times)})
 
     def assess(self, files, quantized):
         if quantized:
@@ -279,7 +278,5 @@ class TVM(LatencyBackend):
             return {"file_bytes": Path(self.artifact(files, quantized)).stat().st_size}
         return super().assess(files, quantized)
 
-    def verify(self, files, session, path, quantized):
-        if len(files.parity_images) and self.spec.batch_size != 1:
-            return {}
-        return super().verify(files, session, path, quantized)
+    def checks_parity(self) -> bool:
+        return self.spec.batch_size == 1      # a static batch of N cannot take the images one by one

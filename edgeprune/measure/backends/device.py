@@ -7,14 +7,13 @@ from __future__ import annotations
 
 from ...config import REMOTE
 from ...errors import EdgepruneError
-from ...registry import LATENCY_BACKENDS
-from .base import LatencyBackend, Measurement
-from .local import LiteRT
+from ..latency import Measurement
+from .base import LatencyBackend
+from .litert import LiteRT
 
 RUNTIMES = ("onnxruntime", "openvino", "litert")
 
 
-@LATENCY_BACKENDS.register(REMOTE)
 class Device(LatencyBackend):
     def __init__(self, spec):
         super().__init__(spec)
@@ -23,7 +22,7 @@ class Device(LatencyBackend):
             raise EdgepruneError(f"a device runs {', '.join(RUNTIMES)}, not {self.runtime!r}"
                                  + ("; a TVM module is native code: run it with TVM's RPC server"
                                     if self.runtime == "tvm" else ""))
-        from ..remote import AgentClient
+        from ...deploy.remote import AgentClient
         self.client = AgentClient(spec.device, token_env=spec.token_env, timeout=spec.timeout,
                                   busy_wait=spec.timeout)
         self._litert = None
@@ -31,9 +30,9 @@ class Device(LatencyBackend):
     def artifact(self, files, quantized):
         if self.runtime == "litert":
             self._litert = self._litert or LiteRT.__new__(LiteRT)
-            self._litert.spec, self._litert._sessions = self.spec, {}
+            self._litert.spec, self._litert._sessions, self._litert._references = self.spec, {}, {}
             return self._litert.artifact(files, quantized)
-        return self.onnx_file(files, quantized)
+        return super().artifact(files, quantized)
 
     def assess(self, files, quantized):
         if self.runtime == "litert" and quantized:
