@@ -19,13 +19,13 @@ from __future__ import annotations
 
 from typing import Callable, Mapping, Optional, Sequence
 
-from .registry import (ALGORITHMS, ARCHITECTURES, DATASETS, EXECUTORS, LATENCY_BACKENDS, LAYER_TYPES, OPTIMIZERS, VARIANTS,
-                       load_plugins)
+from .registry import (ALGORITHMS, ARCHITECTURES, DATASETS, EXECUTORS, LATENCY_BACKENDS, LAYER_TYPES, OPTIMIZERS,
+                       RELEASE_FORMATS, VARIANTS, load_plugins)
 
 __all__ = ["register_criterion", "register_pruner", "register_model_family", "register_dataset",
            "register_optimizer", "register_latency_backend", "register_layer_type", "register_architecture",
            "register_executor",
-           "register_variant", "load_plugins", "Filters", "Pruner", "PruneRequest", "Weights"]
+           "register_variant", "register_release_format", "load_plugins", "Filters", "Pruner", "PruneRequest", "Weights"]
 
 
 def __getattr__(name: str):
@@ -161,3 +161,12 @@ def register_variant(name: str, make: Optional[Callable] = None, *, replace: boo
     """A `quantize:` variant: `make(model, trained_metrics, ctx, unpruned, spec) -> metrics`.
     Usable as a decorator."""
     return _decorator_or_call(lambda f: VARIANTS.add(name, f, plugin=True, replace=replace), make)
+
+
+def register_release_format(name: str, write: Optional[Callable] = None, *, replace: bool = False):
+    """A format `edgeprune deploy --format`/`release_trial(formats=[...])` can write:
+    `write(release)` gets an edgeprune.release.Release (the model, the run's config,
+    `inputs.check` images, the folder `out`) and records its file and check in
+    `release.result.files[name]` / `.checks[name]` (check parity with
+    edgeprune.release.formats.parity). Usable as a decorator."""
+    return _decorator_or_call(lambda f: RELEASE_FORMATS.add(name, f, plugin=True, replace=replace), write)

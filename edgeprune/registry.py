@@ -164,11 +164,12 @@ LATENCY_BACKENDS: Registry = Registry("latency backend", lazy={
     aliases={"eager": "torch", "pytorch": "torch", "ort": "onnxruntime", "onnx": "onnxruntime", "ov": "openvino",
              "tflite": "litert"})
 VARIANTS: Registry = Registry("model variant", lazy={"int8": "edgeprune.sweep.variants:int8"})
+RELEASE_FORMATS: Registry = Registry("release format", ("edgeprune.release.formats",))
 EXECUTORS: Registry = Registry("executor", lazy={"local": "edgeprune.sweep.executors.local:LocalExecutor",
                                                  "ray": "edgeprune.sweep.executors.ray_executor:RayExecutor"})
 
 ALL = {r.kind: r for r in (MODELS, ALGORITHMS, LAYER_TYPES, ARCHITECTURES, DATASETS, OPTIMIZERS, LATENCY_BACKENDS, VARIANTS,
-                           EXECUTORS)}
+                           RELEASE_FORMATS, EXECUTORS)}
 
 
 # -- plugins -------------------------------------------------------------------

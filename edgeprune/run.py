@@ -44,6 +44,20 @@ class RunFolder:
     def deploy_dir(self, trial_id: str) -> Path:
         return self.path / "deploy" / trial_id
 
+    def adapted_path(self, model_label: str, key_hash: str, seed: int) -> Path:
+        """The adapted unpruned model of one model spec and seed."""
+        name = model_label.replace("/", "_").replace(":", "_")
+        return self.path / "adapted" / f"{name}-{key_hash}-seed{seed}.pt"
+
+    # relative to the run's storage (the folder itself, or an fsspec URL: ArtifactStore)
+    @staticmethod
+    def model_file(trial_id: str) -> str:
+        return f"models/{trial_id}.pt"
+
+    @staticmethod
+    def onnx_file(name: str) -> str:
+        return f"onnx/{name}"
+
     def exists(self) -> bool:
         return self.db.is_file()
 

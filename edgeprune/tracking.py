@@ -152,7 +152,7 @@ def _run_name(t: TrialRecord) -> str:
 
 
 def _log_card(client, run_id: str, run: RunFolder, t: TrialRecord) -> None:
-    from .release import model_card
+    from .model_card import model_card
     card, text = model_card(run, t)
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "model_card.json").write_text(json.dumps(card, indent=1, default=str))

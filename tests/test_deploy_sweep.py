@@ -15,7 +15,7 @@ from edgeprune.agent import TOKEN_ENV, make_server
 from edgeprune.errors import ConfigError
 from edgeprune.store import ResultStore
 from edgeprune.sweep import plan_trials
-from edgeprune.sweep.plan import shared_settings
+from edgeprune.sweep.settings import shared_settings
 
 from conftest import sweep_config
 

@@ -9,7 +9,8 @@ from edgeprune import load_config, load_results, run_sweep
 from edgeprune.cli import main
 from edgeprune.errors import EdgepruneError
 from edgeprune.store import IDENTITY_VERSION, SCHEMA_VERSION, FinishedTrialError, ResultStore
-from edgeprune.sweep.plan import plan_trials, shared_settings
+from edgeprune.sweep.plan import plan_trials
+from edgeprune.sweep.settings import shared_settings
 
 from conftest import force_status
 

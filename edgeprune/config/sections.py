@@ -203,7 +203,7 @@ class FinetuneConfig(Strict):
 REMOTE = "device"      # the latency backend that runs on an `edgeprune agent`
 
 
-class LatencyBackend(Strict):
+class LatencySpec(Strict):
     """Where latency is measured: a registered backend on this machine (`torch`,
     `onnxruntime`, ...) or `device` (an `edgeprune agent` at `device: http://HOST:PORT`).
     Unset numbers fall back to the measure section's latency_* settings."""
@@ -249,7 +249,7 @@ class LatencyBackend(Strict):
         return v
 
     @model_validator(mode="after")
-    def _device_url(self) -> "LatencyBackend":
+    def _device_url(self) -> "LatencySpec":
         if self.backend == REMOTE:
             if not self.device or not self.device.startswith(("http://", "https://")):
                 raise ValueError("a device backend needs `device: http://HOST:PORT` (where `edgeprune agent` runs)")
@@ -274,7 +274,7 @@ class LatencyBackend(Strict):
 
 
 class MeasureConfig(Strict):
-    latency: Union[bool, list[LatencyBackend]] = Field(True, description="true (torch eager), false, a backend "
+    latency: Union[bool, list[LatencySpec]] = Field(True, description="true (torch eager), false, a backend "
                                                        "(torch | onnxruntime | {device: URL}) or a list of them")
     latency_threads: int = Field(1, gt=0, le=1024)
     latency_warmup: int = Field(3, ge=0, le=10_000)
@@ -304,14 +304,14 @@ class MeasureConfig(Strict):
         parsed = []
         for i, item in enumerate(v if isinstance(v, list) else [v]):
             try:
-                parsed.append(LatencyBackend.model_validate(item))
+                parsed.append(LatencySpec.model_validate(item))
             except ValidationError as e:  # one clean line instead of pydantic's union report
-                raise ValueError(f"backend {i}: {format_validation_error(e, LatencyBackend)}") from None
+                raise ValueError(f"backend {i}: {format_validation_error(e, LatencySpec)}") from None
         return parsed
 
-    def latency_backends(self) -> list[LatencyBackend]:
+    def latency_backends(self) -> list[LatencySpec]:
         """The backends with every unset number filled in from the latency_* settings."""
-        backends = [LatencyBackend()] if self.latency is True else [] if self.latency is False else list(self.latency)
+        backends = [LatencySpec()] if self.latency is True else [] if self.latency is False else list(self.latency)
         filled, seen = [], set()
         for b in backends:
             b = b.model_copy(update={

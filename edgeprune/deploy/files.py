@@ -83,6 +83,16 @@ class TrialArtifacts:
         numpy batches): what int8 quantizers in other runtimes calibrate on."""
         return as_numpy_batches(self._calibration(size or self.input_size), self.deploy.calibration_images)
 
+    def exported(self, size: Optional[int] = None) -> Optional[Path]:
+        """The fp32 ONNX file at `size` (default: the trial's), if it was made."""
+        report = self.exports.get(size or self.input_size)
+        return report.path if report else None
+
+    def int8_report(self, size: Optional[int] = None) -> QuantizeReport:
+        """What quantizing to int8 at `size` measured (made on first use)."""
+        self.int8(size)
+        return self.quantized[size or self.input_size]
+
     def files(self) -> list[Path]:
         return [r.path for r in self.exports.values()] + [r.path for r in self.quantized.values()]
 

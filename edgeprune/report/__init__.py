@@ -14,7 +14,7 @@ from ..run import RunFolder
 from .data import ReportData, load_runs, status_summary
 from .figures import static_figures
 from .html import HTML_NAME, render_html, write_html
-from .pareto import pareto_front, pareto_mask
+from ..pareto import pareto_front, pareto_mask
 from .render_static import write_figures
 from .table import print_trials, trials_table
 

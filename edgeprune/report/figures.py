@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import BASELINE
-from .pareto import pareto_mask
+from ..pareto import pareto_mask
 
 BASELINE_COLOR = "#222222"
 FRONT_COLOR = "rgba(80,80,80,0.85)"

@@ -33,7 +33,7 @@ from ..metrics import fmt, latency_label, metric
 from .data import ReportData, status_summary
 from .figures import (algorithm_colors, algorithms_at_rate, layer_heatmap, metric_vs_rate, natural_key, rate_order,
                       runtimes, tradeoff)
-from .pareto import pareto_front
+from ..pareto import pareto_front
 from .render_plotly import render_plotly
 
 HTML_NAME = "report.html"

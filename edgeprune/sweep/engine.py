@@ -14,7 +14,6 @@ from typing import Optional, Sequence
 
 import torch
 
-from ..artifacts import ArtifactStore
 from ..config import SweepConfig
 from ..data import load_dataset
 from ..lock import RunLock
@@ -24,15 +23,18 @@ from ..store import IDENTITY_VERSION, ResultStore
 from . import preflight
 from .events import Failed, Finished, Started
 from .executors import SweepJob
-from .plan import TrialSpec, TrialTask, adopt_stored, plan_tasks, plan_trials, shared_settings
+from .options import RunOptions
+from .plan import TrialSpec, TrialTask, plan_tasks, plan_trials
 from .progress import SilentProgress
+from .settings import TrialSettings, adopt_stored
 from .shared_timing import SharedTiming
+from .sink import ArtifactSink
 
 
 class _Recorder:
     """Turns executor events into store writes and progress."""
 
-    def __init__(self, store: ResultStore, progress: SilentProgress, by_id: dict, models: ArtifactStore,
+    def __init__(self, store: ResultStore, progress: SilentProgress, by_id: dict, models: ArtifactSink,
                  timing: SharedTiming):
         self.store, self.progress, self.by_id, self.models, self.timing = store, progress, by_id, models, timing
         self.running: dict[str, TrialTask] = {}
@@ -50,7 +52,7 @@ class _Recorder:
             tid = task.spec.trial_id
             if event.model is not None and tid in event.rows and "model_path" not in event.rows[tid]:
                 # kept for the trials that start from it: the driver writes it, workers need no shared disk
-                event.rows[tid]["model_path"] = self.models.put_bytes(f"models/{tid}.pt", event.model)
+                event.rows[tid]["model_path"] = self.models.put_model(tid, event.model)
             for row in event.rows.values():      # one latency per architecture and backend in a run
                 self.timing.unify(row)
             self.store.finish(event.rows)
@@ -88,8 +90,8 @@ def run_sweep(cfg: SweepConfig, progress: Optional[SilentProgress] = None, retry
     for note in notes:
         progress.note(note)
     specs = plan_trials(cfg) + [s for s in extra]
-    settings = shared_settings(cfg)
-    preflight.check_resumable(existing, settings, specs, run, extend)
+    settings = TrialSettings.from_config(cfg)
+    preflight.check_resumable(existing, settings.identity, specs, run, extend)
     preflight.check_device(cfg)
     preflight.check_backends(cfg)
     executor = EXECUTORS.get(cfg.executor)(cfg)  # connects first: a failure there writes nothing
@@ -107,7 +109,7 @@ def run_sweep(cfg: SweepConfig, progress: Optional[SilentProgress] = None, retry
             existing = preflight.read_stored(store)           # again, now that the folder is ours
             todo = preflight.todo(specs, existing, retry_failed)
             if existing.settings is None:
-                store.set_meta("settings", settings)
+                store.set_meta("settings", settings.identity)
                 store.set_meta("identity_version", IDENTITY_VERSION)
             if fingerprint is not None and existing.fingerprint is None:
                 store.set_meta("data_fingerprint", fingerprint)
@@ -123,13 +125,12 @@ def run_sweep(cfg: SweepConfig, progress: Optional[SilentProgress] = None, retry
                 by_id.setdefault(task.spec.trial_id, task.spec)
             progress.start(total=len(specs), already_done=len(specs) - len(todo))
             timing = SharedTiming(finished.values())
-            recorder = _Recorder(store, progress, by_id, ArtifactStore(cfg.storage or run.path), timing)
+            options = RunOptions.from_config(cfg, run.path)
+            recorder = _Recorder(store, progress, by_id, ArtifactSink(options.storage), timing)
             try:
                 if tasks:
                     data = data or load_dataset(cfg.dataset, seed=cfg.seed)
-                    artifacts = ArtifactStore(cfg.storage or run.path) if cfg.save_models else None
-                    job = SweepJob(cfg, tasks, settings, run.path, data, artifacts, on_step=progress.step,
-                                   finished=finished)
+                    job = SweepJob(tasks, settings, options, data, on_step=progress.step, finished=finished)
                     for event in executor.run(job):
                         recorder(event)
             except KeyboardInterrupt:

@@ -5,22 +5,27 @@ edgeprune's code-free format (a pickled module from an older version) is never
 unpickled: the trial is run again instead."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
 import torch.nn as nn
 
-from ..data import load_dataset
+from ..data import DataSplits, load_dataset
 from ..run import RunFolder
 from .context import TrialContext
+from .options import RunOptions
 from .plan import TrialSpec
+from .settings import TrialSettings
+from .sink import ArtifactSink
 from .trial import Parent, run_trial
 
 
 def trial_model(run_dir: str | Path, trial_id: str, data_dir: Optional[str] = None,
-                weights_dir: Optional[str] = None) -> nn.Module:
+                weights_dir: Optional[str] = None, data: Optional[DataSplits] = None) -> nn.Module:
     """The fine-tuned model of trial `trial_id` (a unique prefix will do); for a
-    variant, the model it was made from."""
+    variant, the model it was made from. `data`: the run's data set, when the caller
+    has read it already (it is read here only if the trial must be run again)."""
     run = RunFolder(run_dir)
     record = run.find_trial(trial_id)
     spec = TrialSpec.from_dict(record.spec).trained_twin()
@@ -30,7 +35,7 @@ def trial_model(run_dir: str | Path, trial_id: str, data_dir: Optional[str] = No
     ctx = None
     chain = [twin]      # back to the nearest trial whose model was kept (or the unpruned model)
     while True:
-        model = TrialContext.load_saved(chain[-1].metrics.get("model_path"))
+        model = ArtifactSink.load_saved(chain[-1].metrics.get("model_path"))
         if model is not None:
             break
         parent = chain[-1].spec.get("parent")
@@ -39,8 +44,9 @@ def trial_model(run_dir: str | Path, trial_id: str, data_dir: Optional[str] = No
             break
         chain.append(rows[parent])
     for link in reversed(chain[:-1] if model is not None else chain):
-        ctx = ctx or TrialContext(link.spec["settings"], load_dataset(cfg.dataset, seed=cfg.seed), run.path,
-                                  device="cpu", weights_dir=cfg.weights_dir)
+        ctx = ctx or TrialContext(TrialSettings.from_identity(link.spec["settings"]),
+                                  data or load_dataset(cfg.dataset, seed=cfg.seed),
+                                  replace(RunOptions.from_config(cfg, run.path), device="cpu"))
         start = Parent(model, rows[link.spec["parent"]].metrics) if link.spec.get("parent") else None
         model = run_trial(TrialSpec.from_dict(link.spec).trained_twin(), ctx, parent=start).model
     return model.eval()

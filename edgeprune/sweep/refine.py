@@ -10,14 +10,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..artifacts import ArtifactStore
 from ..config import BASELINE
 from ..errors import EdgepruneError
 from ..run import RunFolder
-from .context import TrialContext
 from .engine import run_sweep
 from .plan import REFINE, TrialSpec
 from .progress import SilentProgress
+from .sink import ArtifactSink
 from .rebuild import trial_model
 
 
@@ -26,7 +25,7 @@ def refine_sources(run: RunFolder, trials: Sequence[str] = (), top: Optional[int
     of the finished pruned trials (the `top` most accurate of it)."""
     if trials:
         return [run.find_trial(t, done=True) for t in trials]
-    from ..report.pareto import pareto_mask
+    from ..pareto import pareto_mask
     done = [t for t in run.trials() if t.status == "done" and t.algorithm != BASELINE
             and t.spec.get("quantize", "none") == "none" and "macs" in t.metrics]
     if not done:
@@ -48,17 +47,16 @@ def refine(run_dir: str | Path, trials: Sequence[str] = (), top: Optional[int] =
     if executor:
         cfg.executor = executor
     sources = refine_sources(run, trials, top)
-    store = ArtifactStore(cfg.storage or run.path)
+    sink = ArtifactSink(str(cfg.storage or run.path))
     specs = []
     for src in sources:
         if src.spec.get("quantize", "none") != "none":
             raise EdgepruneError(f"trial {src.trial_id} is an {src.spec['quantize']} variant; refine the trial it "
                                  f"was made from ({src.metrics.get('fp32_trial_id')})")
-        if TrialContext.load_saved(src.metrics.get("model_path") or store.uri(f"models/{src.trial_id}.pt")) is None:
-            from ..prune import saved
+        spec = TrialSpec.from_dict(src.spec)
+        if sink.load_saved(src.metrics.get("model_path") or sink.model_uri(src.trial_id)) is None:
             model = trial_model(run.path, src.trial_id, data_dir=data_dir)      # rebuilt once, kept for it
-            store.put_bytes(f"models/{src.trial_id}.pt", saved.dumps(
-                model, getattr(model, "edgeprune_history", []), src.spec["model"], int(src.metrics["input_size"])))
-        specs.append(replace(TrialSpec.from_dict(src.spec), parent=src.trial_id, stage=REFINE, budget=float(epochs)))
+            sink.save_model(spec, model, int(src.metrics["input_size"]))
+        specs.append(replace(spec, parent=src.trial_id, stage=REFINE, budget=float(epochs)))
     run_sweep(cfg, progress=progress, extra=specs)
     return [s.trial_id for s in specs]

@@ -25,7 +25,8 @@ from ..registry import ALGORITHMS, VARIANTS
 from ..train import finetune, recalibrate_bn
 from .limits import time_limit
 from ..config import NO_VARIANT
-from .context import TrialContext, UnprunedModel
+from .context import TrialContext
+from .unpruned import UnprunedModel
 from .plan import TrialSpec
 
 CALIBRATION_BATCHES = 4
@@ -66,7 +67,7 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, variants: Sequence[TrialSpec] 
     A cascade link or a refinement starts from `parent`. With `keep_model`, the
     outcome carries the model as a file's bytes (for the trials that start from it)."""
     t = _start(spec, ctx)
-    reused = ctx.load_saved((trained or {}).get("model_path")) if trained else None
+    reused = ctx.sink.load_saved((trained or {}).get("model_path")) if trained else None
     if reused is not None:
         t.model, t.metrics = reused, dict(trained)
     else:
@@ -86,7 +87,7 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, variants: Sequence[TrialSpec] 
     outcome = TrialOutcome(t.model, t.metrics)
     _variants(t, ctx, variants, outcome)
     if keep_model:
-        outcome.model_bytes = ctx.model_bytes(spec, t.model, t.base)
+        outcome.model_bytes = ctx.sink.model_bytes(spec, t.model, t.base.input_size)
     return outcome
 
 
@@ -118,33 +119,34 @@ def _prune(t: _Trial, ctx: TrialContext, parent: Optional[Parent] = None) -> Non
         return
     calibration = None
     if ALGORITHMS.get(spec.algorithm).needs_data:
-        loader = ctx.train_loader(base, spec.seed, augment=False)
+        loader = ctx.loaders.train(base, spec.seed, augment=False)
         calibration = [b for _, b in zip(range(CALIBRATION_BATCHES), loader)]
-    target = ctx.target
+    target = ctx.settings.target
     source = base.model if parent is None else parent.model     # a cascade link prunes its parent further
-    with time_limit(ctx.prune_timeout, f"pruning {spec.model_label} ({spec.algorithm} at {spec.rate_label})",
+    with time_limit(ctx.options.prune_timeout, f"pruning {spec.model_label} ({spec.algorithm} at {spec.rate_label})",
                     "raise prune.timeout_s, or target fewer layers"):
         if spec.target_kind == "latency_ms":
             result = _prune_to_latency(t, ctx, source, calibration)
         else:
             result = prune_model(source, spec.algorithm, spec.rate, base.input_size, kind=spec.target_kind,
                                  layers=target.layers, include=target.include, exclude=target.exclude,
-                                 round_to=ctx.round_to, seed=spec.seed, calibration=calibration,
+                                 round_to=ctx.settings.round_to, seed=spec.seed, calibration=calibration,
                                  reference=None if parent is None else base.model)
     result.model.edgeprune_history = list(getattr(source, "edgeprune_history", None) or []) + result.history
     if parent is not None:       # channels against the original, as an independent trial reports them
         original = {n: c[0] for n, c in (parent.metrics.get("layer_channels") or {}).items()}
         result.layer_channels = {n: (original.get(n, c[0]), c[1]) for n, c in result.layer_channels.items()}
     t.model = ctx.on_device(result.model)
-    t.metrics.update(accuracy_pruned=evaluate(t.model, ctx.test_loader(base)), prune_seconds=result.seconds,
+    t.metrics.update(accuracy_pruned=evaluate(t.model, ctx.loaders.test(base)), prune_seconds=result.seconds,
                      channel_ratio=result.channel_ratio, layer_rate=result.layer_rate,
                      structured=result.structured,
                      layer_channels={n: list(c) for n, c in result.layer_channels.items()})
-    if ctx.prune.recalibrate_bn and result.structured:
-        seconds = recalibrate_bn(t.model, ctx.train_loader(base, spec.seed), ctx.prune.recalibrate_bn)
+    recal = ctx.settings.prune.recalibrate_bn
+    if recal and result.structured:
+        seconds = recalibrate_bn(t.model, ctx.loaders.train(base, spec.seed), recal)
         if seconds:
-            t.metrics.update(accuracy_recalibrated=evaluate(t.model, ctx.test_loader(base)),
-                             recalibrate_seconds=seconds, recalibrate_batches=ctx.prune.recalibrate_bn)
+            t.metrics.update(accuracy_recalibrated=evaluate(t.model, ctx.loaders.test(base)),
+                             recalibrate_seconds=seconds, recalibrate_batches=recal)
     if result.sparsity is not None:
         t.metrics["sparsity"] = result.sparsity
     if result.removed_nothing:
@@ -157,7 +159,7 @@ def _prune_to_latency(t: _Trial, ctx: TrialContext, source: nn.Module, calibrati
     """Prune until the first latency backend times the model within 5 % of the target
     (searching the per-layer rate, as for params/macs targets)."""
     from ..prune.search import search_layer_rate
-    spec, base, target = t.spec, t.base, ctx.target
+    spec, base, target = t.spec, t.base, ctx.settings.target
     backend = ctx.latency_backends[0]
 
     measured: dict[int, float] = {}
@@ -181,7 +183,7 @@ def _prune_to_latency(t: _Trial, ctx: TrialContext, source: nn.Module, calibrati
 
     def prune_at(m: nn.Module, r: float):
         return prune_model(m, spec.algorithm, r, base.input_size, layers=target.layers, include=target.include,
-                           exclude=target.exclude, round_to=ctx.round_to, seed=spec.seed, calibration=calibration,
+                           exclude=target.exclude, round_to=ctx.settings.round_to, seed=spec.seed, calibration=calibration,
                            inplace=True)
 
     start_ms = latency(source)
@@ -200,16 +202,16 @@ def _prune_to_latency(t: _Trial, ctx: TrialContext, source: nn.Module, calibrati
 
 def _finetune(t: _Trial, ctx: TrialContext, epochs: Optional[float] = None) -> None:
     spec, base = t.spec, t.base
-    teacher = None
-    if ctx.finetune.distill is not None and not spec.is_baseline:   # a baseline would distil itself
+    teacher, settings = None, ctx.settings.finetune
+    if settings.distill is not None and not spec.is_baseline:   # a baseline would distil itself
         if base.model.edgeprune_meta.get("head_replaced") and not base.adapted:
             raise EdgepruneError("finetune.distill: the teacher's new head is untrained; use finetune.order "
                                  "adapt_then_prune (with adapt_epochs > 0) to distil")
-        teacher = ctx.teacher(base)
-    cfg = ctx.finetune if epochs is None else ctx.finetune.model_copy(update={"epochs": epochs, "max_steps": None})
-    ft = finetune(t.model, ctx.train_loader(base, spec.seed), cfg, seed=spec.seed, on_step=ctx.on_step,
+        teacher = ctx.models.teacher(base)
+    cfg = settings if epochs is None else settings.model_copy(update={"epochs": epochs, "max_steps": None})
+    ft = finetune(t.model, ctx.loaders.train(base, spec.seed), cfg, seed=spec.seed, on_step=ctx.on_step,
                   teacher=teacher)
-    t.metrics.update(accuracy=evaluate(t.model, ctx.test_loader(base)), finetune_seconds=ft.seconds,
+    t.metrics.update(accuracy=evaluate(t.model, ctx.loaders.test(base)), finetune_seconds=ft.seconds,
                      finetune_steps=ft.steps, finetune_epochs=ft.epochs, finetune_losses=ft.losses,
                      distilled=ft.distilled, quantize=NO_VARIANT)
 
@@ -228,16 +230,17 @@ def _measure(t: _Trial, ctx: TrialContext) -> None:
         sig = architecture_signature(t.model, base.input_size)
         m.update(measure_latencies(files, ctx.latency_backends, known=ctx.timing.known(sig)))
         ctx.timing.unify(m)
-        if ctx.keeps_onnx:
+        if ctx.sink.keeps_onnx:
             files.onnx()
         m.update(files.export_metrics())
-        kept = ctx.keep_files(files.files())
-        if files.exports.get(base.input_size) and kept:
-            m["onnx_path"] = kept[files.exports[base.input_size].path.name]
+        kept = ctx.sink.keep_files(files.files())
+        onnx = files.exported()
+        if onnx is not None and kept:
+            m["onnx_path"] = kept[onnx.name]
     finally:
         files.close()
-    if ctx.artifacts is not None:
-        m["model_path"] = ctx.save_model(spec, t.model, base)
+    if ctx.sink.save_models:
+        m["model_path"] = ctx.sink.save_model(spec, t.model, base.input_size)
 
 
 def _variants(t: _Trial, ctx: TrialContext, variants: Sequence[TrialSpec], outcome: TrialOutcome) -> None:
@@ -254,4 +257,4 @@ def _variants(t: _Trial, ctx: TrialContext, variants: Sequence[TrialSpec], outco
         row["trial_seconds"] = time.perf_counter() - start
         outcome.variants[v.trial_id] = row
     if outcome.errors and "model_path" not in t.metrics:
-        t.metrics["model_path"] = ctx.save_model(t.spec, t.model, t.base)
+        t.metrics["model_path"] = ctx.sink.save_model(t.spec, t.model, t.base.input_size)

@@ -27,17 +27,17 @@ def int8(model, trained: dict, ctx, base, spec) -> dict:
     files = ctx.deploy_files(twin_id, model, base, spec.seed)
     try:
         int8_path = files.int8()
-        q = files.quantized[base.input_size]
+        q = files.int8_report()
         metrics.update(files.export_metrics())
         metrics.update(quantize=spec.quantize, fp32_trial_id=twin_id, accuracy_fp32=trained["accuracy"],
-                       accuracy=onnx_accuracy(int8_path, ctx.test_loader(base), threads=torch.get_num_threads()),
+                       accuracy=onnx_accuracy(int8_path, ctx.loaders.test(base), threads=torch.get_num_threads()),
                        size_bytes=q.size_bytes, size_kind="int8 onnx", onnx_size_bytes=q.size_bytes,
                        size_bytes_fp32_onnx=q.fp32_size_bytes, calibration_images=q.calibration_images,
                        quantize_seconds=q.seconds)
         sig = architecture_signature(model, base.input_size) + "-int8"
         metrics.update(measure_latencies(files, ctx.latency_backends, quantized=True, known=ctx.timing.known(sig)))
         ctx.timing.unify(metrics)
-        kept = ctx.keep_files([int8_path])
+        kept = ctx.sink.keep_files([int8_path])
         if kept:
             metrics["onnx_path"] = kept[int8_path.name]
     finally:

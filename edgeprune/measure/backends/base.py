@@ -36,6 +36,7 @@ class LatencyBackend:
     requires: tuple[str, ...] = ()      # modules the runtime needs
     extra: str = ""                     # the pip extra that installs them
     suffix: str = ".onnx"               # the runtime file's
+    offers_int8: bool = False           # it runs an int8 model (`artifact(files, quantized=True)`)
 
     def __init__(self, spec):
         self.spec = spec
@@ -81,6 +82,15 @@ class LatencyBackend:
     def checks_parity(self) -> bool:
         """Whether its file can be checked image by image against PyTorch."""
         return True
+
+    def stored_files(self, path: Path) -> list[Path]:
+        """The files its artifact at `path` consists of (what a release copies)."""
+        return [Path(path)]
+
+    @property
+    def release_tag(self) -> str:
+        """What its files are called in a release: model.<tag>.<suffix>."""
+        return self.spec.backend
 
     def session(self, path: Path, reference: bool = False):
         """A loaded session of `path`: the model measured now (one kept at a time), or an

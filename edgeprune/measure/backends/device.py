@@ -27,6 +27,10 @@ class Device(LatencyBackend):
                                   busy_wait=spec.timeout)
         self._litert = None
 
+    @property
+    def offers_int8(self) -> bool:
+        return self.runtime != "litert"     # the int8 ONNX file, in onnxruntime or OpenVINO on the device
+
     def artifact(self, files, quantized):
         if self.runtime == "litert":
             self._litert = self._litert or LiteRT.__new__(LiteRT)

@@ -11,6 +11,7 @@ class OnnxRuntime(LatencyBackend):
     """The verified ONNX file (or its int8 quantization) in onnxruntime, CPU provider."""
     requires = ("onnxruntime",)
     extra = "onnxruntime"
+    offers_int8 = True                  # onnxruntime's static QDQ quantization (deploy.quantize)
 
     def load(self, path):
         return make_session(str(path), self.spec.threads)

@@ -21,6 +21,7 @@ class OpenVINO(LatencyBackend):
     requires = ("openvino",)
     extra = "openvino"
     suffix = ".xml"
+    offers_int8 = True                  # NNCF's post-training quantization
 
     def artifact(self, files, quantized):
         fp32 = self.compile_file(files.onnx(self.size(files)), self.size(files))
@@ -54,8 +55,11 @@ class OpenVINO(LatencyBackend):
             ov.save_model(ov.Core().read_model(str(path)), str(xml), compress_to_fp16=False)
         return xml
 
+    def stored_files(self, path):
+        return [p for p in (Path(path), Path(path).with_suffix(".bin")) if p.is_file()]     # graph + weights
+
     def file_bytes(self, path):
-        return sum(p.stat().st_size for p in (path, path.with_suffix(".bin")) if p.is_file())     # graph + weights
+        return sum(p.stat().st_size for p in self.stored_files(path))
 
     def load(self, path):
         import openvino as ov

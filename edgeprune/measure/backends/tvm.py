@@ -178,6 +178,10 @@ class TVM(LatencyBackend):
     def trials(self) -> int:
         return self.spec.tune_trials or 0
 
+    @property
+    def release_tag(self) -> str:
+        return f"tvm-tuned{self.trials}" if self.trials else "tvm"
+
     def artifact(self, files, quantized):
         if quantized:           # TVM's ONNX front end does not take QDQ int8 graphs: fp32 only here
             raise EdgepruneError("tvm: int8 is not offered (its ONNX importer does not read the QDQ int8 "

@@ -11,14 +11,14 @@ nothing), `executor.run(job)` yields events, `close()` ends.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator
 
-from ...artifacts import ArtifactStore
 from ...config import SweepConfig
 from ...data import DataSplits
 from ..events import Event
+from ..options import RunOptions
 from ..plan import TrialTask
+from ..settings import TrialSettings
 
 # on_step(trial_id, step, total_steps, epoch): live progress, not recorded
 StepCallback = Callable[[str, int, int, float], None]
@@ -26,13 +26,12 @@ StepCallback = Callable[[str, int, int, float], None]
 
 @dataclass
 class SweepJob:
-    """Everything an executor needs to run a batch of tasks."""
-    cfg: SweepConfig
+    """Everything an executor needs to run a batch of tasks: what they compute
+    (settings), how they run (options), the data, and what earlier tasks left."""
     tasks: list[TrialTask]
-    settings: dict
-    run_dir: Path
+    settings: TrialSettings
+    options: RunOptions
     data: DataSplits
-    artifacts: Optional[ArtifactStore]
     on_step: StepCallback = field(default=lambda *a: None)
     finished: dict = field(default_factory=dict)      # done trial id -> its row (a parent's model_path)
 

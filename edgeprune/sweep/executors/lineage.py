@@ -3,7 +3,7 @@ its parent's fine-tuned model, so it waits for the parent, and fails with it. Bo
 executors keep one of these."""
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Optional
 
 from ...artifacts import exists, read_bytes
 from ..events import Failed, Finished
@@ -11,9 +11,9 @@ from ..plan import TrialTask
 
 
 class Lineage:
-    def __init__(self, tasks: list[TrialTask], finished: dict[str, dict], models_root: Optional[str] = None):
+    def __init__(self, tasks: list[TrialTask], finished: dict[str, dict], sink=None):
         self.finished = finished                      # done trial id -> its stored row (model_path)
-        self.models_root = models_root                # where a rebuilt parent's model may lie: ROOT/models/ID.pt
+        self.sink = sink                              # where a rebuilt parent's model may lie (refine keeps it)
         self.models: dict[str, bytes] = {}            # parents finished in this run
         self.rows: dict[str, dict] = {}
         self.failed: dict[str, str] = {}
@@ -35,7 +35,7 @@ class Lineage:
         if p in self.models:
             return self.models[p], self.rows[p]
         row = self.finished.get(p) or {}
-        for path in (row.get("model_path"), self.models_root and f"{self.models_root}/models/{p}.pt"):
+        for path in (row.get("model_path"), self.sink and self.sink.model_uri(p)):
             if path and exists(path):
                 return read_bytes(path), row
         path = row.get("model_path")

@@ -20,10 +20,9 @@ class LocalExecutor:
         pass
 
     def run(self, job) -> Iterator[Event]:
-        ctx = TrialContext(job.settings, job.data, job.run_dir, artifacts=job.artifacts, device=job.cfg.device,
-                           weights_dir=job.cfg.weights_dir, prune_timeout=job.cfg.prune.timeout_s)
+        ctx = TrialContext(job.settings, job.data, job.options)
         ctx.timing = SharedTiming(job.finished.values())
-        lineage = Lineage(job.tasks, job.finished, str(job.cfg.storage or job.run_dir))
+        lineage = Lineage(job.tasks, job.finished, ctx.sink)
         for task in job.tasks:           # planned in order: a parent before its children
             if task.spec.trial_id in lineage.failed:
                 continue                 # failed with its parent (already reported)

@@ -14,7 +14,6 @@ existing cluster (`ray.address`, or $RAY_ADDRESS).
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -28,11 +27,13 @@ from ...data import DataSplits, ImageDataset
 from ...errors import EdgepruneError, describe_error, first_line
 from ...prune.saved import loads
 from ...registry import plugin_snapshot, restore_plugins
-from ..context import TrialContext, adaptation_key
+from ..context import TrialContext
 from ..events import Event, Failed, Finished, Started
 from ..plan import TrialSpec, TrialTask
 from ..shared_timing import SharedTiming
+from ..sink import ArtifactSink
 from ..trial import Parent, run_trial
+from ..unpruned import may_need_adaptation, model_key
 from .lineage import Lineage
 
 try:
@@ -66,22 +67,20 @@ def unpack(packed: dict) -> DataSplits:
 _CONTEXTS: dict[str, TrialContext] = {}   # per worker process, by settings
 
 
-def _context(shared: dict, packed_data: dict, artifacts=None) -> TrialContext:
+def _context(shared: dict, packed_data: dict) -> TrialContext:
     restore_plugins(shared["plugins"])
     torch.set_num_threads(shared["threads"])
-    key = json.dumps(shared["settings"], sort_keys=True) + shared["run_dir"] + shared["device"]
+    key = shared["settings"].key + repr(shared["options"])
     if key not in _CONTEXTS:
         # a worker given no GPU by Ray sees none (CUDA_VISIBLE_DEVICES), so "auto" picks the CPU
-        _CONTEXTS[key] = TrialContext(shared["settings"], unpack(packed_data), shared["run_dir"],
-                                      artifacts=artifacts, device=shared["device"],
-                                      weights_dir=shared["weights_dir"], prune_timeout=shared["prune_timeout"])
+        _CONTEXTS[key] = TrialContext(shared["settings"], unpack(packed_data), shared["options"])
     return _CONTEXTS[key]
 
 
-def _task(task: TrialTask, shared: dict, packed_data: dict, artifacts, adapted: dict, tracker,
+def _task(task: TrialTask, shared: dict, packed_data: dict, adapted: dict, tracker,
           parent: Optional[tuple] = None) -> dict:
-    ctx = _context(shared, packed_data, artifacts)
-    ctx.adapted_states.update(adapted)
+    ctx = _context(shared, packed_data)
+    ctx.models.adapted_states.update(adapted)
     for sig, timings in shared["timing"].items():          # what earlier trials of the run measured
         ctx.timing.by_signature.setdefault(sig, timings)
     trial_id = task.trial_ids[0]
@@ -107,7 +106,7 @@ def _task(task: TrialTask, shared: dict, packed_data: dict, artifacts, adapted: 
 
 
 def _adapt_task(spec: TrialSpec, shared: dict, packed_data: dict):
-    state = _context(shared, packed_data).adapted_state(spec)
+    state = _context(shared, packed_data).models.adapted_state(spec)
     return {k: v.numpy() for k, v in state.items()} if state is not None else None
 
 
@@ -180,10 +179,8 @@ class RayExecutor:
             ray.shutdown()
 
     def run(self, job) -> Iterator[Event]:
-        rc = job.cfg.ray
-        shared = {"settings": job.settings, "run_dir": str(job.run_dir), "device": job.cfg.device,
-                  "weights_dir": job.cfg.weights_dir, "threads": max(1, int(rc.cpus_per_trial)),
-                  "prune_timeout": job.cfg.prune.timeout_s,
+        rc = self.cfg.ray
+        shared = {"settings": job.settings, "options": job.options, "threads": max(1, int(rc.cpus_per_trial)),
                   "timing": SharedTiming(job.finished.values()).by_signature,
                   "plugins": plugin_snapshot()}
         options = dict(num_cpus=rc.cpus_per_trial, num_gpus=rc.gpus_per_trial, max_retries=rc.max_retries)
@@ -191,7 +188,7 @@ class RayExecutor:
         adapted_ref = ray.put(self._adapt_all(job, shared, data_ref, options))
         tracker = _start_tracker()
         remote = ray.remote(_task).options(**options, retry_exceptions=False)
-        lineage = Lineage(job.tasks, job.finished, str(job.cfg.storage or job.run_dir))
+        lineage = Lineage(job.tasks, job.finished, ArtifactSink(job.options.storage))
         pending: dict = {}
         waiting = list(job.tasks)
 
@@ -209,8 +206,7 @@ class RayExecutor:
                         yield failed
                         yield from lineage.record(failed)
                         continue
-                    pending[remote.remote(task, shared, data_ref, job.artifacts, adapted_ref, tracker,
-                                          parent)] = task
+                    pending[remote.remote(task, shared, data_ref, adapted_ref, tracker, parent)] = task
 
         by_id = {task.trial_ids[0]: task for task in job.tasks}
         seen: dict[str, int] = {}
@@ -256,8 +252,8 @@ class RayExecutor:
         worker: building a user's model may do anything, and the driver must stay up."""
         firsts: dict[str, TrialSpec] = {}
         for task in job.tasks:
-            if TrialContext.may_need_adaptation(task.spec, job.cfg.finetune):
-                firsts.setdefault(adaptation_key(task.spec), task.spec)
+            if may_need_adaptation(task.spec, job.settings.finetune):
+                firsts.setdefault(model_key(task.spec), task.spec)
         remote = ray.remote(_adapt_task).options(**options)
         refs = {key: remote.remote(spec, shared, data_ref) for key, spec in firsts.items()}
         adapted = {}

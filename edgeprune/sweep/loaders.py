@@ -1,0 +1,45 @@
+"""The batches a trial is fed: training (augmented, shuffled by the trial's seed), test,
+and what deployment files are checked and calibrated on, all normalised as the
+unpruned model's weights expect and sized to its input."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from ..data import BatchLoader, DataSplits, make_loader
+
+
+class Loaders:
+    def __init__(self, settings, data: DataSplits, device: torch.device):
+        self.settings = settings
+        self.host = data                        # on the CPU: exports and quantization read this
+        # the dataset moves to the device once (a GPU holds CIFAR whole); models visit it
+        self.data = data.to(device) if device.type != "cpu" else data
+
+    def train(self, base, seed: int, augment: Optional[bool] = None) -> BatchLoader:
+        s = self.settings
+        return make_loader(self.data.train, s.finetune.batch_size, base.mean, base.std, shuffle=True,
+                           augment=s.dataset.augment if augment is None else augment, image_size=base.input_size,
+                           seed=seed, channels_last=s.finetune.channels_last)
+
+    def test(self, base) -> BatchLoader:
+        s = self.settings
+        return make_loader(self.data.test, s.measure.eval_batch_size, base.mean, base.std,
+                           image_size=base.input_size, channels_last=s.finetune.channels_last)
+
+    def parity_images(self, base) -> torch.Tensor:
+        """Test images every exported file is checked on (deploy.parity_images of them)."""
+        loader = make_loader(self.host.test, self.settings.deploy.parity_images, base.mean, base.std,
+                             image_size=base.input_size)
+        return next(iter(loader))[0]
+
+    def calibration(self, base, seed: int, size: int) -> BatchLoader:
+        """Training images, unaugmented, at `size`: what int8 ranges are calibrated on."""
+        return make_loader(self.host.train, 64, base.mean, base.std, shuffle=True, augment=False, image_size=size,
+                           seed=seed)
+
+    def host_test(self, base) -> BatchLoader:
+        """Test images on the CPU (accuracy in a runtime)."""
+        return make_loader(self.host.test, self.settings.measure.eval_batch_size, base.mean, base.std,
+                           image_size=base.input_size)
