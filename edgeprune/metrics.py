@@ -100,8 +100,9 @@ def short_number(v: float) -> str:
 
 
 def short_bytes(v: float) -> str:
-    """43.8MB, 512KB (powers of 1000, as file managers show)."""
-    for div, suffix in ((1e9, "GB"), (1e6, "MB"), (1e3, "KB")):
+    """43.8 MB, 512 kB: SI units (powers of 1000, as file managers show), the one unit
+    system edgeprune writes sizes in (tables, figures, the report, messages)."""
+    for div, suffix in ((1e9, "GB"), (1e6, "MB"), (1e3, "kB")):
         if abs(v) >= div:
             x = v / div
             return f"{x:.3g}{suffix}" if abs(x) < 100 else f"{x:.0f}{suffix}"

@@ -17,15 +17,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import pandas as pd
 
 from .errors import EdgepruneError
-from .metrics import fmt, latency_label
+from .metrics import fmt, latency_label, short_bytes
 from .report.table import Column, fit_table, identity_columns, metric_columns
 from .config import BASELINE
 from .report.data import load_runs, status_summary
+from .units import parse_count, parse_fraction, parse_ms, parse_points, parse_size
 
 
 # -- constraints and objectives ------------------------------------------------------------------------------
@@ -54,14 +55,32 @@ class Constraint:
         return f"{self.flag} {flag_value(self.metric, v, self.upper)}"
 
 
-# keyword -> (metric, upper bound?, command-line flag, words)
+@dataclass(frozen=True)
+class Budget:
+    """A kind of constraint: what it bounds, and how a user writes it."""
+    metric: str       # column of load_runs()
+    upper: bool       # True: metric <= value; False: metric >= value
+    flag: str         # the command-line option
+    what: str         # words for messages
+    parse: Callable[[str, str], float]   # the option's text -> the value recommend() takes
+    metavar: str
+    help: str
+
+
+# keyword of recommend() -> the budget; the command line's options are made from this table
 CONSTRAINTS = {
-    "max_latency_ms": ("latency_ms", True, "--max-latency-ms", "latency"),
-    "max_params": ("params", True, "--max-params", "parameters"),
-    "max_macs": ("macs", True, "--max-macs", "MACs"),
-    "max_size_bytes": ("size_bytes", True, "--max-size", "size"),
-    "min_accuracy": ("accuracy", False, "--min-accuracy", "accuracy"),
-    "max_accuracy_drop": ("accuracy_drop", True, "--max-accuracy-drop", "accuracy drop from the baseline"),
+    "max_latency_ms": Budget("latency_ms", True, "--max-latency-ms", "latency", parse_ms, "MS",
+                             "median latency on the run's first latency backend, e.g. 5"),
+    "max_params": Budget("params", True, "--max-params", "parameters", parse_count, "N",
+                         "parameters, e.g. 1e6 or 250k"),
+    "max_macs": Budget("macs", True, "--max-macs", "MACs", parse_count, "N", "MACs per image, e.g. 20M"),
+    "max_size_bytes": Budget("size_bytes", True, "--max-size", "size", parse_size, "BYTES",
+                             "size of the weights, e.g. 500KB, 2MiB or bytes"),
+    "min_accuracy": Budget("accuracy", False, "--min-accuracy", "accuracy", parse_fraction, "ACC",
+                           "top-1 accuracy, a fraction (0.9) or 90%%"),
+    "max_accuracy_drop": Budget("accuracy_drop", True, "--max-accuracy-drop", "accuracy drop from the baseline",
+                                parse_points, "DROP", "accuracy lost against the model's baseline trial, in "
+                                "points: 1 (or 1pt) is one point"),
 }
 
 # objective -> (metric, higher is better?)
@@ -92,7 +111,7 @@ def show_metric(metric: str, v: float) -> str:
     if metric == "macs":
         return f"{v / 1e6:,.2f} M"
     if metric == "size_bytes":
-        return f"{v / 1024:,.0f} KiB"
+        return short_bytes(v)
     return f"{v:g}"
 
 
@@ -238,7 +257,8 @@ def recommend(run_dirs: str | Path | Sequence[str | Path], *, max_latency_ms: Op
     for key, value in given.items():
         if value is None:
             continue
-        metric, upper, flag, what = CONSTRAINTS[key]
+        b = CONSTRAINTS[key]
+        metric, upper, flag, what = b.metric, b.upper, b.flag, b.what
         value = float(value)
         if math.isnan(value) or value < 0:
             raise EdgepruneError(f"{flag}: {value:g} is not a budget (give a number >= 0)")

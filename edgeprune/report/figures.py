@@ -33,7 +33,7 @@ COSTS = {  # column -> (axis title, scale, hover format)
     "params": ("parameters", 1.0, ",.0f"),
     "macs": ("MACs (millions)", 1e-6, ",.2f"),
     "latency_ms": ("latency (ms, first latency backend)", 1.0, ".3f"),
-    "size_bytes": ("size (KB)", 1 / 1024, ",.0f"),
+    "size_bytes": ("size (kB)", 1e-3, ",.0f"),
 }
 
 

@@ -188,7 +188,8 @@ def _columns(data: ReportData) -> list[dict]:
     trials = data.trials
     cols = [c for c in _IDENTITY_COLUMNS if not ((c[0] == "run" and not data.multi_run) or
                                                   (c[0] == "seed" and not data.multi_seed))]
-    cols += [(k, metric(k).header, _JS_TYPES.get(metric(k).kind, "f3"), metric(k).description)
+    cols += [(k, metric(k).header + (" (kB)" if metric(k).kind == "bytes" else ""),
+              _JS_TYPES.get(metric(k).kind, "f3"), metric(k).description)
              for k in _METRIC_COLUMNS if trials[k].notna().any() or k in ("accuracy", "params")]
     cols += _TAIL_COLUMNS
     return [{"key": k, "label": lab, "type": t, "title": tip} for k, lab, t, tip in cols]

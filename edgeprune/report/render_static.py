@@ -8,7 +8,9 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: figures go to files
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
+from ..metrics import short_number  # noqa: E402
 from .figures import Figure, Trace  # noqa: E402
 
 FORMATS = ("png", "svg")
@@ -47,8 +49,9 @@ def _draw(ax, t: Trace, categorical: list | None) -> None:
 
 def render_static(fig: Figure):
     rows = math.ceil(len(fig.panels) / fig.cols)
+    # constrained layout sizes the legend's column to its labels (no empty band beside it)
     mpl, axes = plt.subplots(rows, fig.cols, figsize=(4.4 * fig.cols + 1.8, 3.9 * rows), sharey=fig.shared_y,
-                             squeeze=False)
+                             squeeze=False, layout="constrained")
     for i, panel in enumerate(fig.panels):
         ax = axes[i // fig.cols][i % fig.cols]
         for t in panel.traces:
@@ -58,7 +61,7 @@ def render_static(fig: Figure):
         if panel.categories is not None:
             ax.set_xticks(range(len(panel.categories)), panel.categories)
         if panel.xlog:
-            ax.set_xscale("log")
+            _log_axis(ax)
         ax.set_title(panel.title)
         ax.set_xlabel(panel.xtitle)
         if panel.ytitle:
@@ -74,10 +77,19 @@ def render_static(fig: Figure):
                 handles.append(h)
                 labels.append(lab)
     if handles:
-        mpl.legend(handles, labels, loc="center right", frameon=False, fontsize=8)
+        mpl.legend(handles, labels, loc="outside right center", frameon=False, fontsize=8)
     mpl.suptitle(fig.title)
-    mpl.tight_layout(rect=(0, 0, 0.85 if handles else 1, 1))
     return mpl
+
+
+def _log_axis(ax) -> None:
+    """A log axis labelled at 1, 2 and 5 of each decade in short numbers (250k, 1.2M):
+    matplotlib's default labels every minor tick of a range under a decade in
+    scientific notation, and the labels print on top of each other."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: short_number(v)))
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def write_figures(figures: dict[str, Figure], out_dir: str | Path) -> list[Path]:

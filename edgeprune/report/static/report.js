@@ -13,7 +13,7 @@
       case 'drop': return fmt(-v, 'signed');   // an accuracy drop, shown as the change
       case 'int': return Math.round(v).toLocaleString('en-US');
       case 'mega': return (v / 1e6).toFixed(2);
-      case 'kb': return Math.round(v / 1024).toLocaleString('en-US');
+      case 'kb': return Math.round(v / 1000).toLocaleString('en-US');   // kB: SI, as everywhere in edgeprune
       case 'f1': return Number(v).toFixed(1);
       case 'f3': return Number(v).toFixed(3);
       case 'id': return String(v).slice(0, 8);
