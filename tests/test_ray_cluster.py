@@ -21,6 +21,8 @@ from edgeprune import load_results  # noqa: E402
 from conftest import sweep_config  # noqa: E402
 
 TESTS = Path(__file__).parent
+# the `ray` command of this interpreter (a venv that is not activated has it beside its python, not on PATH)
+RAY = str(Path(sys.executable).parent / "ray") if (Path(sys.executable).parent / "ray").is_file() else "ray"
 
 
 def _free_port() -> int:
@@ -38,7 +40,7 @@ def cluster(tmp_path):
     head_dir, worker_dir = tmp_path / "head", tmp_path / "worker"
     head_dir.mkdir()
     worker_dir.mkdir()
-    head = subprocess.Popen(["ray", "start", "--head", "--port", str(port), "--include-dashboard", "false",
+    head = subprocess.Popen([RAY, "start", "--head", "--port", str(port), "--include-dashboard", "false",
                              "--node-ip-address", "127.0.0.1", *common], cwd=head_dir, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     address = f"127.0.0.1:{port}"
@@ -47,7 +49,7 @@ def cluster(tmp_path):
         head_ids = _wait_for_nodes(address, 1, env)
         # another loopback address: the driver (on 127.0.0.1) then attaches to the head's raylet,
         # as it does on a real cluster, rather than to the node that the test kills
-        worker = subprocess.Popen(["ray", "start", "--address", address, "--node-ip-address", "127.0.0.2", *common],
+        worker = subprocess.Popen([RAY, "start", "--address", address, "--node-ip-address", "127.0.0.2", *common],
                                   cwd=worker_dir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                   start_new_session=True)
         (worker_id,) = set(_wait_for_nodes(address, 2, env)) - set(head_ids)
@@ -60,7 +62,7 @@ def cluster(tmp_path):
                     proc.wait(timeout=5)           # nothing of it is kept: no need for a slow, clean stop
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
-        subprocess.run(["ray", "stop", "--force"], env=env, capture_output=True, timeout=60)
+        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=60)
 
 
 def _wait_for_nodes(address: str, n: int, env: dict, timeout: float = 90) -> list[str]:

@@ -44,3 +44,4 @@ def test_lazy_entries_resolve_and_a_plugin_cannot_take_a_builtin_name():
     assert "ort" in LATENCY_BACKENDS and LATENCY_BACKENDS.get("ort") is OnnxRuntime
     with pytest.raises(EdgepruneError, match="registered twice"):
         LATENCY_BACKENDS.add("openvino", object, plugin=True)
+
