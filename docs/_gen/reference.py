@@ -324,8 +324,11 @@ def render_api() -> str:
              'run_dir = run_sweep(load_config("examples/quickstart.yaml", data_dir="data"))',
              "df = load_results(run_dir)                                   # pandas, one row per trial",
              "```", ""]
+    import importlib
     for name in API:
-        obj = getattr(edgeprune, name)
+        # through the lazy table: `edgeprune.report` is also the name of a subpackage, which
+        # replaces the function on the package once anything imports that subpackage
+        obj = getattr(importlib.import_module(f"edgeprune.{edgeprune._LAZY[name]}"), name)
         lines += [f"::: {obj.__module__}.{obj.__qualname__}", "    options:", "      show_root_heading: true",
                   "      show_root_full_path: false", "      heading_level: 2", ""]
     lines += ["## Plugins: `edgeprune.plugins` {#plugins}", "",
