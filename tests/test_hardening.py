@@ -181,7 +181,8 @@ def _refused(cfg: dict, tmp_path: Path, capsys, message: str, code: int = 2) -> 
     assert not Path(cfg["out"]).exists()
 
 
-@pytest.mark.parametrize("kind", ["missing", "truncated", "text", "wrong architecture"])
+@pytest.mark.parametrize("kind", ["missing", "truncated", "text", "text with a number", "folder",
+                                  "wrong architecture"])
 def test_bad_checkpoints_are_refused_at_the_start(tiny_cifar, tmp_path, capsys, kind):
     ckpt = tmp_path / "w.pt"
     if kind == "truncated":
@@ -189,6 +190,10 @@ def test_bad_checkpoints_are_refused_at_the_start(tiny_cifar, tmp_path, capsys, 
         ckpt.write_bytes(ckpt.read_bytes()[:100])
     elif kind == "text":
         ckpt.write_text("not a checkpoint at all")
+    elif kind == "text with a number":          # the weights-only unpickler raised KeyError: 101 on it
+        ckpt.write_text("hello\nworld 101\n")
+    elif kind == "folder":
+        ckpt.mkdir()
     elif kind == "wrong architecture":
         torch.save(torch.nn.Linear(64, 10).state_dict(), ckpt)
     cfg = sweep_config(tiny_cifar, tmp_path / "run", models=[{"name": "resnet20", "checkpoint": str(ckpt)}])

@@ -48,6 +48,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("edgeprune: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except OSError as e:
+        if e.filename is None or os.environ.get("EDGEPRUNE_DEBUG"):
+            raise
+        from .oserrors import describe
+        print(f"edgeprune: error: {describe(e)}", file=sys.stderr)
+        return 2
     except Exception as e:  # noqa: BLE001 - a bug of ours, or of a plugin: still one line
         if os.environ.get("EDGEPRUNE_DEBUG"):
             raise

@@ -1,8 +1,6 @@
 """Loading user checkpoints safely (weights_only) with errors a user can act on."""
 from __future__ import annotations
 
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Mapping
 
@@ -29,15 +27,24 @@ def unwrap_state_dict(obj) -> dict:
 
 def read_checkpoint(path: str | Path) -> dict:
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {str(path)!r} is a folder; give the file saved with "
+                              "torch.save(model.state_dict(), path)")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} not found; check the `checkpoint:` path")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
         return unwrap_state_dict(obj)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, TypeError, ValueError) as e:
+    except CheckpointError:
+        raise
+    except PermissionError:
+        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read (permission denied); make it readable "
+                              "by this user") from None
+    except Exception as e:  # noqa: BLE001 - the unpickler of any file that is no checkpoint raises anything
+        # (a text file: KeyError from the weights-only unpickler, reading its letters as opcodes)
         raise CheckpointError(
-            f"checkpoint {str(path)!r} cannot be read as a weights-only state dict ({first_line(e, 200)}); "
-            "save it with torch.save(model.state_dict(), path)") from None
+            f"checkpoint {str(path)!r} cannot be read as a weights-only state dict ({type(e).__name__}: "
+            f"{first_line(e, 200)}); save it with torch.save(model.state_dict(), path)") from None
 
 
 def mismatches(model: nn.Module, state: Mapping[str, torch.Tensor]) -> tuple[list, list, list]:

@@ -64,7 +64,7 @@ class TrialSettings:
         """The settings a stored identity means, with what it leaves out at its old value."""
         full = with_old_behaviour(identity)
         precision = full.get("precision", "fp32")
-        return cls(identity=json.loads(json.dumps(identity)), target=TargetLayers(**full["target"]),
+        return cls(identity=json.loads(json.dumps(identity)), target=TargetLayers(**full.get("target", {})),
                    prune=PruneConfig(**full["prune"]), dataset=DatasetConfig(**full["dataset"]),
                    finetune=FinetuneConfig(**full["finetune"]).model_copy(
                        update={"amp": "bf16" if precision == "bf16" else "off"}),

@@ -36,17 +36,18 @@ class SweepStatus:
 
     def line(self) -> str:
         c = self.counts
-        eta = f", ETA {_duration(self.eta_seconds)}" if self.eta_seconds is not None else ""
-        line = (f"{c['done']}/{self.total} done, {c['running']} running, {c['failed']} failed, "
-                f"{self.left} left{eta if self.driver_alive else ''}")
         if self.driver_alive:
-            return line + (f" (sweep: {self.driver.describe()})" if self.driver else "")
-        if c["running"] or self.left:
-            seen = (f"; its last sweep ({self.driver.describe()}) was last seen {_duration(self.driver.age)} ago"
+            eta = f", ETA {_duration(self.eta_seconds)}" if self.eta_seconds is not None else ""
+            return (f"{c['done']}/{self.total} done, {c['running']} running, {c['failed']} failed, {self.left} left"
+                    f"{eta}" + (f" (sweep: {self.driver.describe()})" if self.driver else ""))
+        # no sweep holds the folder: a trial marked running was interrupted (kill -9, a crash), not running
+        interrupted = c["running"]
+        line = (f"{c['done']}/{self.total} done, {c['failed']} failed, "
+                + (f"{interrupted} interrupted, " if interrupted else "") + f"{self.left} left")
+        if interrupted or self.left:
+            seen = (f" (its last sweep, {self.driver.describe()}, was last seen {_duration(self.driver.age)} ago)"
                     if self.driver else "")
-            return (line + f"; no sweep is running{seen}"
-                    + (f", so its {c['running']} 'running' trial(s) were interrupted" if c["running"] else "")
-                    + ": run the same sweep command to resume")
+            return line + f"; no sweep is running{seen}: run the same sweep command to resume"
         return line
 
 
