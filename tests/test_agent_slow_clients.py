@@ -195,3 +195,24 @@ def test_an_oversized_request_head_is_refused(serve):
     s.sendall(b"GET /health HTTP/1.1\r\n" + b"".join(b"X-H%d: %s\r\n" % (i, b"a" * 1000) for i in range(80)) + b"\r\n")
     assert s.recv(4096).startswith(b"HTTP/1.1 431")
     s.close()
+
+
+def test_eviction_takes_the_oldest_waiting_connection_with_nothing_unread():
+    """Over the cap, the oldest waiting connection goes, unless bytes wait unread on it (a client that sent its
+    request at once, whose thread has not run yet): then the next oldest."""
+    from edgeprune.agent.gate import Gate
+    gate = Gate(header_timeout=30, request_timeout=30, max_waiting=2, max_trusted=1)
+    pairs = [socket.socketpair() for _ in range(3)]
+    try:
+        first = gate.admit(pairs[0][0])
+        pairs[0][1].sendall(b"GET /health HTTP/1.1\r\n\r\n")          # unread on the oldest
+        second = gate.admit(pairs[1][0])
+        third = gate.admit(pairs[2][0])                                # over the cap of 2
+        assert second.expired and not first.expired and not third.expired
+        assert pairs[1][1].recv(1) == b""                              # cut off: its peer sees the end
+        assert gate.counts()["evicted"] == 1
+    finally:
+        gate.close()
+        for a, b in pairs:
+            a.close()
+            b.close()

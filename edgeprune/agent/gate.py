@@ -116,6 +116,7 @@ class Gate:
         with self._lock:
             if not entry.expired:
                 entry.state, entry.deadline = DRAINING, time.monotonic() + self.request_timeout
+                self._lock.notify()
 
     def settle(self, entry: Entry) -> None:
         """The upload is whole: no deadline while the benchmark waits and runs (those have their own limits)."""
@@ -169,7 +170,7 @@ class Gate:
                         self.timed_out += 1
                     else:
                         pending.append(e.deadline)
-                # a new deadline is never earlier than now + the shorter timeout; 0.25 s keeps cuts prompt
+                # every change of deadline notifies; a tick of at most 0.25 s keeps cuts within it
                 self._lock.wait(min([0.25] + [d - now for d in pending]) if pending else None)
 
     @staticmethod
@@ -179,22 +180,23 @@ class Gate:
 
 
 def _victim(waiting: list[Entry]) -> Entry:
-    """The oldest waiting connection with nothing unread; the oldest if all have bytes waiting."""
+    """The oldest waiting connection with nothing unread; the oldest if all have bytes
+    waiting (or where poll() is missing: Windows)."""
     oldest_first = sorted(waiting, key=lambda e: e.since)
-    poller = select.poll()
-    fds = {}
+    if not hasattr(select, "poll"):
+        return oldest_first[0]
+    poller, fds = select.poll(), []
     for e in oldest_first:
         try:
             fd = e.sock.fileno()
         except (OSError, ValueError):
-            continue
+            fd = -1
+        fds.append(fd)
         if fd >= 0:
-            fds[fd] = e
             poller.register(fd, select.POLLIN)
-    pending = {fd for fd, _ in poller.poll(0)}
-    for e in oldest_first:
-        fd = next((f for f, x in fds.items() if x is e), None)
-        if fd is not None and fd not in pending:
+    unread = {fd for fd, _ in poller.poll(0)}
+    for e, fd in zip(oldest_first, fds):
+        if fd >= 0 and fd not in unread:
             return e
     return oldest_first[0]
 
