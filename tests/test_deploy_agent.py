@@ -217,18 +217,36 @@ def test_a_drip_fed_request_is_cut_off_at_its_deadline():
         server.server_close()
 
 
-def test_connections_beyond_the_cap_get_503_at_once():
+def test_only_token_holders_take_places_and_those_beyond_the_cap_get_503(onnx_model):
+    """Only a token holder's upload takes one of the `max_connections` places: idle connections without the token
+    take none (/health and a benchmark are served beside them); once two stalled uploads hold both places, a third
+    token holder gets 503 with Retry-After, its body read first so that it sees the answer."""
     import socket
     server, thread = _serve(max_connections=2, request_timeout=10)
     host, port = server.url.removeprefix("http://").split(":")
-    idle = [socket.create_connection((host, int(port))) for _ in range(2)]     # hold both places
+    idle = [socket.create_connection((host, int(port))) for _ in range(2)]     # no token: hold no place
     try:
         import time
         time.sleep(0.3)
         third = socket.create_connection((host, int(port)), timeout=5)
         third.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert b"503" in third.recv(4096).split(b"\r\n")[0]
+        assert b"200" in third.recv(4096).split(b"\r\n")[0]
         third.close()
+        assert _post(server.url, onnx_model.read_bytes())[0] == 200
+        for _ in range(2):                                                     # token holders: they do
+            s = socket.create_connection((host, int(port)))
+            s.sendall(f"POST /benchmark HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+                      f"Content-Length: 100000\r\n\r\n".encode())
+            idle.append(s)
+        for _ in range(100):                                                   # until both hold their place
+            if server.gate.counts()["trusted"] == 2:
+                break
+            time.sleep(0.05)
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        conn.request("POST", "/benchmark", body=onnx_model.read_bytes(), headers={"Authorization": f"Bearer {TOKEN}"})
+        resp = conn.getresponse()
+        assert resp.status == 503 and resp.getheader("Retry-After") and b"busy" in resp.read()
+        conn.close()
     finally:
         for s in idle:
             s.close()

@@ -16,7 +16,7 @@ from .server import DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT, TOKEN_ENV, make_server
 
 _BUNDLED = ("__init__.py", "_lazy.py", "errors.py", "deploy/__init__.py", "deploy/onnx_session.py",
             "measure/__init__.py", "measure/timing.py", "agent/__init__.py", "agent/__main__.py", "agent/bench.py",
-            "agent/main.py", "agent/server.py")
+            "agent/main.py", "agent/server.py", "agent/gate.py", "agent/tls.py")
 
 
 def _worker(argv: list[str]) -> int:
@@ -84,10 +84,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-queue", type=_positive(int), default=4, help="requests that may wait at once (default 4)")
     p.add_argument("--read-timeout", type=_positive(float), default=60.0,
                    help="seconds of silence from a client before its connection is dropped (default 60)")
+    p.add_argument("--header-timeout", type=_positive(float), default=10.0,
+                   help="seconds from a connection's accept to the end of its headers (TLS handshake included): "
+                        "a client that drip-feeds them is cut off then (default 10)")
     p.add_argument("--request-timeout", type=_positive(float), default=300.0,
-                   help="seconds a whole request (headers and upload) may take (default 300)")
+                   help="seconds an upload may take once its headers are in (default 300)")
     p.add_argument("--max-connections", type=_positive(int), default=8,
-                   help="connections served at once; more get 503 (default 8)")
+                   help="token holders' uploads and benchmarks served at once; more get 503 (default 8)")
+    p.add_argument("--max-unauthenticated", type=_positive(int), default=32,
+                   help="connections that have not shown the token yet; past it the oldest is cut off (default 32)")
+    p.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate (chain), e.g. a self-signed "
+                   "one: openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 825 "
+                   "-subj /CN=edgeprune-agent -addext subjectAltName=IP:ADDRESS -keyout agent.key -out agent.crt")
+    p.add_argument("--tls-key", metavar="PEM", help="the certificate's private key (unencrypted PEM)")
     p.add_argument("--bundle", metavar="FILE", help="write the agent as one file (a zipapp) for a device, and exit")
     p.add_argument("--quiet", action="store_true", help="no request log")
 
@@ -99,13 +108,16 @@ def run(args: argparse.Namespace) -> int:
         return 0
     server = make_server(args.host, args.port, max_upload_mb=args.max_upload_mb, queue_timeout=args.queue_timeout,
                          max_queue=args.max_queue, bench_timeout=args.bench_timeout, read_timeout=args.read_timeout,
-                         request_timeout=args.request_timeout, max_connections=args.max_connections,
-                         quiet=args.quiet)
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
+                         request_timeout=args.request_timeout, header_timeout=args.header_timeout,
+                         max_connections=args.max_connections, max_unauthenticated=args.max_unauthenticated,
+                         tls_cert=args.tls_cert, tls_key=args.tls_key, quiet=args.quiet)
+    if args.host not in ("127.0.0.1", "localhost", "::1") and server.tls is None:
         print(f"edgeprune agent: warning: listening on {args.host}: plain HTTP, the token travels in the clear; "
-              "on an untrusted network use an SSH tunnel and the default 127.0.0.1", file=sys.stderr)
+              "on an untrusted network use --tls-cert/--tls-key, or an SSH tunnel and the default 127.0.0.1",
+              file=sys.stderr)
+    pin = f"; certificate {server.tls_fingerprint} (pin it: EDGEPRUNE_AGENT_FINGERPRINT)" if server.tls else ""
     print(f"edgeprune agent listening on {server.url} (api {API_VERSION}, max upload "
-          f"{args.max_upload_mb:g} MiB)", flush=True)
+          f"{args.max_upload_mb:g} MiB{pin})", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -1,37 +1,53 @@
 """The agent's HTTP server: token check, limits, one benchmark at a time, each in a
-child process. Standard library only.
+child process; optional TLS. Standard library only.
 
-Against slow or hostile clients:
-  * a request has a total deadline (request line, headers and body together): a
-    client that drip-feeds bytes is cut off when it passes, whatever each read takes;
-  * at most `max_connections` connections are served at once; more get 503 at once;
+Against slow or hostile clients (gate.py has the design and why):
+  * a connection's TLS handshake and headers must arrive within `header_timeout` of
+    its accept (default 10 s): a client that drip-feeds bytes is cut off then,
+    whatever each read takes; the upload has its own deadline, `request_timeout`;
+  * only a token holder's upload holds one of the `max_connections` places (more get
+    503 with Retry-After); connections that have not shown the token are capped
+    apart (`max_unauthenticated`), the oldest cut off when a new one comes: no number
+    of anonymous connections can keep a token holder out;
   * the token is checked before the body is read; an upload over the limit gets 413
-    unread; the body goes to a temporary file, not to memory;
+    unread; the body goes to a temporary file, not to memory; a request head is
+    bounded in bytes; a refused request's body is read (up to a bound) before the
+    answer, so that a client sending it sees the answer, not a reset connection;
   * a place in the benchmark queue is taken only once the whole upload has arrived,
     so slow uploads (even authenticated ones) cannot keep a benchmark from its turn;
+    the wait and the run have their own limits (queue_timeout, bench_timeout), not
+    the upload's;
   * input dimensions are bounded one by one and as a product (bench.MAX_INPUT_ELEMENTS).
 """
 from __future__ import annotations
 
 import hmac
+import http.client
 import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Optional
 
 from .bench import API_VERSION, MAX_INPUT_ELEMENTS, device_info, one_line
+from .gate import Entry, Gate
+from .tls import certificate_fingerprint, server_context
 
 TOKEN_ENV = "EDGEPRUNE_AGENT_TOKEN"
 DEFAULT_PORT = 8787
 DEFAULT_MAX_UPLOAD_MB = 256.0
+HEAD_LIMIT = 64 * 1024                  # bytes of request line and headers (http.server alone allows 6.4 MB)
+ANONYMOUS_DRAIN_LIMIT = 1024 * 1024     # body bytes read from a refused client without the token
+DRAIN_LIMIT = 8 * 1024 * 1024           # and from a token holder, beyond the upload limit itself
+LINGER_SECONDS = 1.0                    # at most, reading what a client still sends after its last answer
 # Bounds on what one request may ask for.
 LIMITS = {"threads": (1, 256), "warmup": (0, 1000), "repeats": (1, 10000), "batch_size": (1, 4096),
           "max_repeats": (1, 100000)}
@@ -45,21 +61,27 @@ class HTTPError(Exception):
         self.status, self.message, self.headers = status, message, headers or {}
 
 
-class AgentServer(ThreadingHTTPServer):
-    daemon_threads = True
+class AgentServer(HTTPServer):
+    """Accepts on one thread, which only admits (gate.Gate) and starts a thread per
+    connection: no client can stall the accept loop."""
     allow_reuse_address = True
-    request_queue_size = 16
+    request_queue_size = 128
 
     def __init__(self, address, token: str, *, max_upload_bytes: int, queue_timeout: float, max_queue: int,
                  bench_timeout: float, read_timeout: float, request_timeout: float = 300.0,
-                 max_connections: int = 8, quiet: bool = False):
-        super().__init__(address, AgentHandler)
+                 header_timeout: float = 10.0, max_connections: int = 8, max_unauthenticated: int = 32,
+                 tls: Optional[ssl.SSLContext] = None, tls_fingerprint: Optional[str] = None, quiet: bool = False):
+        # a request's headers never get longer than the whole request may take
+        self.request_timeout, self.header_timeout = request_timeout, min(header_timeout, request_timeout)
+        self.gate = Gate(header_timeout=self.header_timeout, request_timeout=request_timeout,
+                         max_waiting=max_unauthenticated, max_trusted=max_connections)
+        super().__init__(address, AgentHandler)       # (a failed bind calls server_close, which closes the gate)
         self.token = token.encode()
         self.max_upload_bytes, self.queue_timeout, self.max_queue = max_upload_bytes, queue_timeout, max_queue
         self.bench_timeout, self.read_timeout, self.quiet = bench_timeout, read_timeout, quiet
-        self.request_timeout, self.max_connections = request_timeout, max_connections
+        self.max_connections, self.max_unauthenticated = max_connections, max_unauthenticated
+        self.tls, self.tls_fingerprint = tls, tls_fingerprint
         self.bench_lock = threading.Lock()          # one benchmark at a time
-        self._connections = threading.BoundedSemaphore(max_connections)
         self._waiting = 0
         self._waiting_lock = threading.Lock()
         self.served = 0
@@ -68,41 +90,46 @@ class AgentServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{port}"
 
     # -- connections ---------------------------------------------------------------
     def process_request(self, request, client_address):
-        """Serve at most `max_connections` at once; answer the rest 503 and close."""
-        if not self._connections.acquire(blocking=False):
-            try:
-                body = json.dumps({"error": "busy: too many connections; retry later", "status": 503}).encode()
-                request.settimeout(2)
-                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                                b"Retry-After: 5\r\nConnection: close\r\nContent-Length: "
-                                + str(len(body)).encode() + b"\r\n\r\n" + body)
-            except OSError:
-                pass
+        entry = self.gate.admit(request)
+        thread = threading.Thread(target=self._serve_connection, args=(request, client_address, entry), daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:         # no more threads: drop this one, keep accepting
+            self.gate.leave(entry)
             self.shutdown_request(request)
-            return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._connections.release()
-            raise
 
-    def process_request_thread(self, request, client_address):
+    def _serve_connection(self, request, client_address, entry: Entry) -> None:
         try:
-            super().process_request_thread(request, client_address)
+            AgentHandler(request, client_address, self, entry)
+        except (OSError, http.client.HTTPException, _Answered) as e:   # cut off, vanished, TLS refused
+            if not self.quiet and not entry.expired and not isinstance(e, _Answered):
+                sys.stderr.write(f"[agent] {client_address[0]} dropped connection: {type(e).__name__}: "
+                                 f"{one_line(e)}\n")
+        except Exception as e:  # noqa: BLE001 - a bug of ours: log one line, keep serving
+            sys.stderr.write(f"[agent] {client_address[0]} internal error: {type(e).__name__}: {one_line(e)}\n")
         finally:
-            self._connections.release()
+            if not entry.expired:
+                self.gate.closing(entry, LINGER_SECONDS)
+                _linger(entry.sock, HEAD_LIMIT, LINGER_SECONDS)
+            self.gate.leave(entry)
+            self.close_request(entry.sock)           # the TLS wrapper, when there is one
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.gate.close()
 
     def info(self) -> dict:
         if self._info is None:
             self._info = device_info()
         return dict(self._info, max_upload_bytes=self.max_upload_bytes, bench_timeout_s=self.bench_timeout,
                     queue_timeout_s=self.queue_timeout, max_queue=self.max_queue,
-                    request_timeout_s=self.request_timeout, max_connections=self.max_connections,
-                    max_input_elements=MAX_INPUT_ELEMENTS)
+                    request_timeout_s=self.request_timeout, header_timeout_s=self.header_timeout,
+                    max_connections=self.max_connections, max_unauthenticated=self.max_unauthenticated,
+                    max_input_elements=MAX_INPUT_ELEMENTS, tls=self.tls is not None)
 
     # -- the benchmark queue ---------------------------------------------------------
     def reserve(self) -> None:
@@ -157,47 +184,89 @@ class AgentServer(ThreadingHTTPServer):
         return result
 
 
+class _Answered(Exception):
+    """The connection was answered before any HTTP was parsed (plain HTTP sent to a TLS agent)."""
+
+
+class _HeadBudget:
+    """The request line and headers may not exceed HEAD_LIMIT bytes together; the
+    body (read with read()) is not counted."""
+
+    def __init__(self, raw):
+        self.raw, self.left = raw, HEAD_LIMIT
+
+    def readline(self, size: int = -1) -> bytes:
+        line = self.raw.readline(self.left + 1 if size is None or size < 0 else min(size, self.left + 1))
+        self.left -= len(line)
+        if self.left < 0:
+            raise http.client.LineTooLong(f"request line and headers over {HEAD_LIMIT} bytes")
+        return line
+
+    def __getattr__(self, name):
+        return getattr(self.raw, name)
+
+
 class AgentHandler(BaseHTTPRequestHandler):
     server: AgentServer
     server_version = f"edgeprune-agent/{API_VERSION}"
     protocol_version = "HTTP/1.1"
 
+    def __init__(self, request, client_address, server: AgentServer, entry: Entry):
+        self.entry = entry
+        super().__init__(request, client_address, server)
+
     def setup(self) -> None:
+        self.request.settimeout(self.server.read_timeout)   # silence: the deadlines (gate.py) cut the rest
+        if self.server.tls is not None:
+            self.request = self._start_tls(self.request)
         super().setup()
-        self.connection.settimeout(self.server.read_timeout)   # a stalled client cannot hold a thread
-        self._deadline = None
+        self.rfile = _HeadBudget(self.rfile)
 
-    def _arm(self) -> None:
-        """Each request must arrive whole by its deadline: past it the socket is shut,
-        which ends any read in progress, however slowly the bytes trickle in."""
-        if self._deadline is not None:
-            self._deadline.cancel()
-        self._expired = False
-        self._deadline = threading.Timer(self.server.request_timeout, self._expire)
-        self._deadline.daemon = True
-        self._deadline.start()
-
-    def _expire(self) -> None:
-        self._expired = True
-        try:
-            self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+    def _start_tls(self, sock: socket.socket) -> ssl.SSLSocket:
+        """The handshake, within the header deadline. Plain HTTP sent here gets a plain
+        answer that says to use https://, rather than a bare TLS failure."""
+        first = sock.recv(1, socket.MSG_PEEK)
+        if not first:
+            raise ConnectionError("closed before the TLS handshake")
+        if first != b"\x16":                   # not a TLS handshake record
+            body = json.dumps({"error": "this agent speaks TLS: use https:// in its URL", "status": 400}).encode()
+            sock.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                         b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+            raise _Answered()                  # (lingers on its way out)
+        tls = self.server.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        self.server.gate.rebind(self.entry, tls)
+        tls.do_handshake()
+        return tls
 
     def finish(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
         try:
             super().finish()
         except OSError:
             pass
 
+    def handle(self) -> None:
+        self.close_connection = True
+        self.handle_one_request()
+        while not self.close_connection:
+            self.server.gate.wait_again(self.entry)       # the next request's headers: the short deadline again
+            self.handle_one_request()
+
     def handle_one_request(self) -> None:
-        self._arm()
+        self.rfile.left = HEAD_LIMIT
+        self._token_shown = self._body_read = False
         try:
             super().handle_one_request()
-        except OSError:     # cut off at the deadline, or the client vanished
+        except (OSError, http.client.HTTPException):     # cut off at a deadline, the client vanished, head too long
             self.close_connection = True
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        if self.entry.expired:                 # cut off mid-headers: what arrived is not a request
+            self.close_connection = True
+            return False
+        self.server.gate.answering(self.entry)
+        return True
 
     # -- plumbing ----------------------------------------------------------------
     def _send(self, status: int, payload: dict, headers: Optional[dict] = None) -> None:
@@ -228,22 +297,32 @@ class AgentHandler(BaseHTTPRequestHandler):
                                  f"{TOKEN_ENV} on the agent)", {"WWW-Authenticate": "Bearer"})
 
     def _discard_body(self) -> None:
-        """Read (and drop) a small unread body so the client sees our answer; a large
-        one is not read: the connection is closed instead."""
+        """Read (and drop) the unread body of a refused request, so that a client that
+        sends it all before reading (urllib, http.client) gets our answer, not a reset
+        connection. A token holder's body is read up to the upload limit or DRAIN_LIMIT,
+        the larger (its upload deadline runs, and it holds no place meanwhile); another's
+        only up to ANONYMOUS_DRAIN_LIMIT, under its header deadline. A larger body is not
+        read: the connection is closed instead."""
         self.close_connection = True
         try:
             n = int(self.headers.get("Content-Length") or 0)
         except ValueError:
             return
-        if 0 < n <= 8 * 1024 * 1024:
-            try:
-                while n > 0:
-                    chunk = self.rfile.read(min(n, 1 << 16))
-                    if not chunk:
-                        break
-                    n -= len(chunk)
-            except OSError:
-                pass
+        limit = max(self.server.max_upload_bytes, DRAIN_LIMIT) if self._token_shown else ANONYMOUS_DRAIN_LIMIT
+        if not 0 < n <= limit:
+            return
+        if self._token_shown:
+            self.server.gate.drain(self.entry)
+        else:
+            self.server.gate.anonymous(self.entry)
+        try:
+            while n > 0:
+                chunk = self.rfile.read(min(n, 1 << 16))
+                if not chunk:
+                    break
+                n -= len(chunk)
+        except OSError:
+            pass
 
     def log_message(self, fmt, *args) -> None:
         if not self.server.quiet:
@@ -269,15 +348,23 @@ class AgentHandler(BaseHTTPRequestHandler):
             if url.path != "/benchmark":
                 raise HTTPError(404, f"no such endpoint {url.path!r}; POST the model to /benchmark")
             self._require_token()                  # before a byte of the body is read
+            self._token_shown = True
             params = self._params(url.query)
-            upload = self._body(_SUFFIX[params.get("runtime", "onnxruntime")])
+            n = self._content_length()
+            if not self.server.gate.trust(self.entry):
+                if self.entry.expired:
+                    raise ConnectionError("cut off at its header deadline")
+                raise HTTPError(503, f"busy: {self.server.max_connections} uploads or benchmarks are in progress; "
+                                     "retry later", {"Retry-After": "5"})
+            upload = self._body(n, _SUFFIX[params.get("runtime", "onnxruntime")])
+            self.server.gate.settle(self.entry)   # whole: the queue and the run have their own limits
             self.server.reserve()                  # only complete uploads queue for a benchmark
             result = self.server.run_benchmark(upload, params)
             result["device"] = self.server.info()
             self.server.served += 1
             self._send(200, result)
         except HTTPError as e:
-            if not getattr(self, "_body_read", False):
+            if not self._body_read:
                 self._discard_body()
             self._error(e)
         except (ConnectionError, TimeoutError, OSError) as e:   # the client went away, stalled or overran
@@ -340,8 +427,7 @@ class AgentHandler(BaseHTTPRequestHandler):
                 raise HTTPError(400, f"max_seconds must be a number, got {raw['max_seconds']!r}") from None
         return params
 
-    def _body(self, suffix: str = ".onnx") -> str:
-        """The upload, written to a temporary file (memory stays bounded); its path."""
+    def _content_length(self) -> int:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             raise HTTPError(411, "send the model with a Content-Length (chunked uploads are not accepted)")
         length = self.headers.get("Content-Length")
@@ -356,6 +442,10 @@ class AgentHandler(BaseHTTPRequestHandler):
         if n > self.server.max_upload_bytes:
             raise HTTPError(413, f"upload of {n} bytes is over the agent's limit of {self.server.max_upload_bytes} "
                                  "bytes (start it with a larger --max-upload-mb)")
+        return n
+
+    def _body(self, n: int, suffix: str = ".onnx") -> str:
+        """The upload, written to a temporary file (memory stays bounded); its path."""
         folder = tempfile.mkdtemp(prefix="edgeprune-agent-")
         path = os.path.join(folder, "model" + suffix)
         try:
@@ -364,7 +454,7 @@ class AgentHandler(BaseHTTPRequestHandler):
                 while left > 0:
                     chunk = self.rfile.read(min(left, 1 << 20))
                     if not chunk:
-                        raise ConnectionError("the client closed the connection mid-upload" if not self._expired
+                        raise ConnectionError("the client closed the connection mid-upload" if not self.entry.expired
                                               else f"the upload ran past the {self.server.request_timeout:g} s "
                                                    "request deadline")
                     f.write(chunk)
@@ -376,12 +466,32 @@ class AgentHandler(BaseHTTPRequestHandler):
         return path
 
 
+def _linger(sock: socket.socket, limit: int, seconds: float) -> None:
+    """Before closing: stop sending, and read what the client still sends (up to `limit`
+    bytes, `seconds`; a client that has read its answer hangs up at once). Closing with
+    unread bytes would reset the connection, and a reset can reach the client before
+    it has read an answer sent before its request was (431, 413, plain HTTP on TLS)."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(seconds)
+        while limit > 0:
+            chunk = sock.recv(min(limit, 1 << 16))
+            if not chunk:
+                break
+            limit -= len(chunk)
+    except OSError:
+        pass
+
+
 def make_server(host: str = "127.0.0.1", port: int = DEFAULT_PORT, token: Optional[str] = None, *,
                 max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, queue_timeout: float = 120.0, max_queue: int = 4,
                 bench_timeout: float = 600.0, read_timeout: float = 60.0, request_timeout: float = 300.0,
-                max_connections: int = 8, quiet: bool = False) -> AgentServer:
+                header_timeout: float = 10.0, max_connections: int = 8, max_unauthenticated: int = 32,
+                tls_cert: Optional[str] = None, tls_key: Optional[str] = None, quiet: bool = False) -> AgentServer:
     """A bound, not yet serving agent (port 0: an ephemeral port; see `.url`).
-    `token` defaults to the EDGEPRUNE_AGENT_TOKEN environment variable."""
+    `token` defaults to the EDGEPRUNE_AGENT_TOKEN environment variable. With
+    `tls_cert` and `tls_key` (PEM files) it serves HTTPS; `.tls_fingerprint` is
+    the certificate's sha256 fingerprint, for clients to pin."""
     token = token if token is not None else os.environ.get(TOKEN_ENV, "")
     if not token.strip():
         raise SystemExit(f"edgeprune agent: set {TOKEN_ENV} to a secret token first, e.g.\n"
@@ -389,11 +499,22 @@ def make_server(host: str = "127.0.0.1", port: int = DEFAULT_PORT, token: Option
                          "and give the sweep the same value")
     if not 0 <= int(port) <= 65535:
         raise SystemExit(f"edgeprune agent: --port {port} is out of range (0..65535; 0 picks a free one)")
+    tls = fingerprint = None
+    if bool(tls_cert) != bool(tls_key):
+        raise SystemExit("edgeprune agent: TLS needs both --tls-cert and --tls-key (PEM files: the certificate and "
+                         "its private key)")
+    if tls_cert:
+        try:
+            tls = server_context(tls_cert, tls_key)
+            fingerprint = certificate_fingerprint(tls_cert)
+        except ValueError as e:
+            raise SystemExit(f"edgeprune agent: {e}") from None
     try:
         return AgentServer((host, port), token.strip(), max_upload_bytes=int(max_upload_mb * 1024 * 1024),
                            queue_timeout=queue_timeout, max_queue=max_queue, bench_timeout=bench_timeout,
-                           read_timeout=read_timeout, request_timeout=request_timeout,
-                           max_connections=max_connections, quiet=quiet)
+                           read_timeout=read_timeout, request_timeout=request_timeout, header_timeout=header_timeout,
+                           max_connections=max_connections, max_unauthenticated=max_unauthenticated, tls=tls,
+                           tls_fingerprint=fingerprint, quiet=quiet)
     except OSError as e:
         raise SystemExit(f"edgeprune agent: cannot listen on {host}:{port} ({e.strerror or e}); is another agent "
                          "running there? pick another --port") from None
