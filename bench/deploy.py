@@ -221,7 +221,8 @@ def paired_latency(paths: dict, repeats: int, warmup: int = 2) -> dict:
 
 def part_agent(args) -> dict:
     from edgeprune.agent.bench import benchmark_onnx
-    from edgeprune.deploy import AgentClient, export_onnx, quantize_onnx
+    from edgeprune.deploy import export_onnx, quantize_onnx
+    from edgeprune.measure import AgentClient
     from edgeprune.models import create_model
     torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="edgeprune-agent-bench-"))

@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgeprune.agent import make_server
 from edgeprune.agent.tls import CA_FILE_ENV, FINGERPRINT_ENV, certificate_fingerprint, normalize_fingerprint
-from edgeprune.deploy import AgentClient, AgentError
+from edgeprune.measure import AgentClient, AgentError
 
 TOKEN = "tls-test-token-0123456789abcdef"
 # the command tls.py documents (and the agent's --tls-cert help), on this loopback address
@@ -172,7 +172,7 @@ def test_the_fingerprint_from_the_environment_and_the_latency_command(agent, mod
     err = capsys.readouterr().err.strip()
     assert FINGERPRINT_ENV in err and len(err.splitlines()) == 1, err
     monkeypatch.setenv(FINGERPRINT_ENV, agent.tls_fingerprint)
-    assert main(["latency", str(model), "--repeats", "2", "--device", agent.url, "--json"]) == 0
+    assert main(["latency", str(model), "--repeats", "2", "--ci", "0", "--device", agent.url, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["repeats"] == 2
 
 

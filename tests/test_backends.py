@@ -193,7 +193,7 @@ def test_a_latency_target_is_met_on_a_loopback_agent(tiny_cifar, tmp_path, monke
 
 def test_the_agent_lists_its_runtimes_and_refuses_native_code(tmp_path):
     from edgeprune.agent import make_server
-    from edgeprune.deploy import AgentClient, AgentError
+    from edgeprune.measure import AgentClient, AgentError
     server = make_server("127.0.0.1", 0, TOKEN, quiet=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:

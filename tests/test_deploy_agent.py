@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from edgeprune.deploy import AgentClient, AgentError, export_onnx
+from edgeprune.deploy import export_onnx
+from edgeprune.measure import AgentClient, AgentError
 from edgeprune.agent import TOKEN_ENV, make_server
 
 import tiny_models
@@ -172,7 +173,7 @@ def test_agent_file_alone_and_the_latency_command(tmp_path, onnx_model, agent, m
     monkeypatch.setenv(TOKEN_ENV, TOKEN)
     assert main(["latency", str(onnx_model), "--repeats", "3"]) == 0
     assert "median" in capsys.readouterr().out
-    assert main(["latency", str(onnx_model), "--repeats", "3", "--device", agent.url, "--json"]) == 0
+    assert main(["latency", str(onnx_model), "--repeats", "3", "--ci", "0", "--device", agent.url, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["repeats"] == 3
     monkeypatch.setenv(TOKEN_ENV, "wrong-token-wrong-token")
     assert main(["latency", str(onnx_model), "--device", agent.url]) == 2
@@ -294,3 +295,12 @@ def test_agent_start_problems_are_one_line(tmp_path):
                               env=env, timeout=60)
         assert done.returncode != 0 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
     busy.close()
+
+
+def test_latency_on_a_device_repeats_until_the_ci_as_here(onnx_model, agent, monkeypatch, capsys):
+    """`latency --device` takes --ci and --max-repeats like a local timing (they were dropped)."""
+    from edgeprune.cli import main
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    assert main(["latency", str(onnx_model), "--repeats", "3", "--ci", "0.0001", "--max-repeats", "9",
+                 "--device", agent.url, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["repeats"] == 9

@@ -37,11 +37,11 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Optional
 
+from ..agent_protocol import TOKEN_ENV
 from .bench import API_VERSION, MAX_INPUT_ELEMENTS, device_info, one_line
 from .gate import Entry, Gate
 from .tls import certificate_fingerprint, server_context
 
-TOKEN_ENV = "EDGEPRUNE_AGENT_TOKEN"
 DEFAULT_PORT = 8787
 DEFAULT_MAX_UPLOAD_MB = 256.0
 HEAD_LIMIT = 64 * 1024                  # bytes of request line and headers (http.server alone allows 6.4 MB)

@@ -13,14 +13,10 @@ for `edgeprune latency --device https://...` and sweeps).
 """
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import ssl
 
-FINGERPRINT_ENV = "EDGEPRUNE_AGENT_FINGERPRINT"
-CA_FILE_ENV = "EDGEPRUNE_AGENT_CA_FILE"
-_HEX64 = re.compile(r"[0-9a-f]{64}")
+from ..agent_protocol import CA_FILE_ENV, FINGERPRINT_ENV, fingerprint, normalize_fingerprint  # noqa: F401
 
 
 def server_context(cert: str, key: str) -> ssl.SSLContext:
@@ -40,11 +36,6 @@ def server_context(cert: str, key: str) -> ssl.SSLContext:
     return ctx
 
 
-def fingerprint(der: bytes) -> str:
-    """`sha256:<64 hex digits>` of a certificate in DER form (what a client pins)."""
-    return "sha256:" + hashlib.sha256(der).hexdigest()
-
-
 def certificate_fingerprint(cert_path: str) -> str:
     """The fingerprint of the first certificate in a PEM file."""
     with open(cert_path, encoding="ascii", errors="replace") as f:
@@ -54,18 +45,3 @@ def certificate_fingerprint(cert_path: str) -> str:
     if start < 0 or end not in text[start:]:
         raise ValueError(f"--tls-cert {cert_path}: no PEM certificate in it")
     return fingerprint(ssl.PEM_cert_to_DER_cert(text[start:text.index(end, start) + len(end)]))
-
-
-def normalize_fingerprint(text: str) -> str:
-    """`sha256:ab12...`, `AB:12:...` (openssl's -fingerprint -sha256) or the bare hex: `sha256:<hex>`."""
-    value = text.strip()
-    low = value.lower()
-    for prefix in ("sha256 fingerprint=", "sha256:", "sha256="):
-        if low.startswith(prefix):
-            low = low[len(prefix):]
-            break
-    digits = low.replace(":", "").replace(" ", "")
-    if not _HEX64.fullmatch(digits):
-        raise ValueError(f"certificate fingerprint {text!r}: expected sha256: and 64 hex digits, as the agent prints "
-                         "it when it starts (or `openssl x509 -in agent.crt -noout -fingerprint -sha256`)")
-    return "sha256:" + digits

@@ -50,7 +50,7 @@ def _input_shape(path: Path, batch: int) -> list[int]:
 
 
 def _time_on_device(args) -> dict:
-    from ..deploy.remote import AgentClient, AgentError
+    from ..measure.agent_client import AgentClient, AgentError
     try:
         client = AgentClient(args.device, timeout=args.timeout)
     except ValueError as e:

@@ -216,6 +216,11 @@ class LatencySpec(Strict):
     warmup: Optional[int] = Field(None, ge=0, le=10_000)
     repeats: Optional[int] = Field(None, gt=0, le=100_000)
     token_env: str = Field("EDGEPRUNE_AGENT_TOKEN", description="environment variable holding the agent's token")
+    tls_fingerprint: Optional[str] = Field(None, description="an https:// agent's certificate fingerprint to pin "
+                                           "(sha256:..., as the agent prints it; default: "
+                                           "$EDGEPRUNE_AGENT_FINGERPRINT)")
+    ca_file: Optional[str] = Field(None, description="an https:// agent's CA certificates (PEM; default: "
+                                   "$EDGEPRUNE_AGENT_CA_FILE, else the system's)")
     timeout: float = Field(600.0, gt=0, le=86_400, description="seconds to wait for the agent")
     runtime: Optional[str] = Field(None, description="a device backend: the runtime on the device "
                                                      "(onnxruntime, openvino, litert; default onnxruntime)")
@@ -253,11 +258,17 @@ class LatencySpec(Strict):
         if self.backend == REMOTE:
             if not self.device or not self.device.startswith(("http://", "https://")):
                 raise ValueError("a device backend needs `device: http://HOST:PORT` (where `edgeprune agent` runs)")
+            if (self.tls_fingerprint or self.ca_file) and not self.device.startswith("https://"):
+                raise ValueError("tls_fingerprint / ca_file check an https:// agent: give device: https://HOST:PORT "
+                                 "(an agent started with --tls-cert/--tls-key)")
+            if self.tls_fingerprint:
+                from ..agent_protocol import normalize_fingerprint
+                self.__dict__["tls_fingerprint"] = normalize_fingerprint(self.tls_fingerprint)
             if self.runtime == "tvm":
                 raise ValueError("tvm on a device runs through TVM's own RPC server, not the agent: "
                                  "{backend: tvm, target: 'llvm -mtriple=...', rpc: HOST:PORT}")
-        elif self.device:
-            raise ValueError(f"`device:` belongs to a device backend, not {self.backend}")
+        elif self.device or self.tls_fingerprint or self.ca_file:
+            raise ValueError(f"`device:` (and its TLS settings) belong to a device backend, not {self.backend}")
         if self.rpc is not None:
             host, _, port = self.rpc.rpartition(":")
             if self.backend != "tvm":

@@ -6,8 +6,8 @@ edgeprune.measure, and what leaves a run folder is edgeprune.release.
     report = export_onnx(model, "model.onnx", 32, check_inputs=test_images)   # raises ExportError on mismatch
     quantize_onnx("model.onnx", "model.int8.onnx", calibration_batches)
 
-Names are imported on first use: `onnx_session` and `.remote` (the device agent's
-client) need neither torch nor the rest of edgeprune.
+Names are imported on first use: `onnx_session` needs neither torch nor the rest
+of edgeprune (the device agent carries it).
 """
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ _LAZY = {
     "onnx_predict": "export",
     "quantize_onnx": "quantize", "QuantizeReport": "quantize", "QuantizeError": "quantize",
     "make_session": "onnx_session",
-    "AgentClient": "remote", "AgentError": "remote",
     "TrialArtifacts": "files",
 }
 

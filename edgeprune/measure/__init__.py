@@ -6,6 +6,8 @@
     measure_latencies(files, backends)      latency in each, paired with the unpruned model (latency.py)
     time_calls / percentile_stats           the torch-free timing core (timing.py), which the
                                             device agent's bundle carries too
+    AgentClient(url).benchmark(path)        a model timed on a device's `edgeprune agent`
+                                            (agent_client.py; edgeprune.agent_protocol: what both agree on)
 
 Names are imported on first use, so that the torch-free timing core loads on a
 device without torch.
@@ -21,6 +23,7 @@ _LAZY = {
     "LatencyBackend": "backends", "make_backends": "backends",
     "Measurement": "latency", "measure_latencies": "latency", "architecture_signature": "latency",
     "time_calls": "timing", "percentile_stats": "timing",
+    "AgentClient": "agent_client", "AgentError": "agent_client",
 }
 
 __all__ = sorted(_LAZY)

@@ -38,6 +38,8 @@ OLD_BEHAVIOUR = {("quantize",): [NO_VARIANT], ("finetune", "distill"): None,
 # ... and the same for each entry of measure.latency (a list of backends)
 OLD_BACKEND_BEHAVIOUR = {"runtime": None, "target": None, "max_repeats": None, "ci": None, "rpc": None,
                          "tune_trials": None, "min_seconds": None}
+# how a device agent is reached securely changes no figure
+_BACKEND_NOT_IDENTITY = ("tls_fingerprint", "ca_file")
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,8 @@ def identity_of(cfg: SweepConfig) -> dict:
     if d.get("prune") == {}:
         del d["prune"]
     for entry in d["measure"]["latency"] if isinstance(d["measure"].get("latency"), list) else []:
+        for key in _BACKEND_NOT_IDENTITY:
+            entry.pop(key, None)
         for key, old in OLD_BACKEND_BEHAVIOUR.items():
             if key in entry and entry[key] == old:
                 del entry[key]

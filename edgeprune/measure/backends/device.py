@@ -22,9 +22,12 @@ class Device(LatencyBackend):
             raise EdgepruneError(f"a device runs {', '.join(RUNTIMES)}, not {self.runtime!r}"
                                  + ("; a TVM module is native code: run it with TVM's RPC server"
                                     if self.runtime == "tvm" else ""))
-        from ...deploy.remote import AgentClient
-        self.client = AgentClient(spec.device, token_env=spec.token_env, timeout=spec.timeout,
-                                  busy_wait=spec.timeout)
+        from ..agent_client import AgentClient
+        try:
+            self.client = AgentClient(spec.device, token_env=spec.token_env, timeout=spec.timeout,
+                                      busy_wait=spec.timeout, fingerprint=spec.tls_fingerprint, ca_file=spec.ca_file)
+        except ValueError as e:
+            raise EdgepruneError(f"measure.latency device {spec.device}: {e}") from None
         self._litert = None
 
     @property

@@ -20,8 +20,7 @@ import urllib.request
 from pathlib import Path
 from typing import Optional, Union
 
-from ..agent.server import TOKEN_ENV
-from ..agent.tls import CA_FILE_ENV, FINGERPRINT_ENV, fingerprint as der_fingerprint, normalize_fingerprint
+from ..agent_protocol import CA_FILE_ENV, FINGERPRINT_ENV, TOKEN_ENV, fingerprint as der_fingerprint, normalize_fingerprint
 
 CERT_ERROR = 495        # AgentError.status when the agent's certificate is not the one expected (nginx's code)
 
