@@ -6,7 +6,7 @@ import pytest
 import torch
 import yaml
 
-import edgeprune.sweep.context as context_module
+import edgeprune.sweep.unpruned as unpruned_module
 import edgeprune.sweep.trial as trial_module
 from edgeprune.models import create_model
 from edgeprune import load_config, load_results, run_sweep
@@ -154,7 +154,7 @@ def test_pretrained_head_is_adapted_once_and_reused(tmp_path, monkeypatch):
         return real(model, loader, cfg, **kw)
 
     monkeypatch.setattr(trial_module, "finetune", counting)
-    monkeypatch.setattr(context_module, "finetune", counting)
+    monkeypatch.setattr(unpruned_module, "finetune", counting)
     cfg = sweep_config(data, tmp_path / "run", models=[{"name": "resnet20", "checkpoint": str(ckpt)}],
                        rates=[0.3, 0.5], finetune={"epochs": 1, "max_steps": 1, "batch_size": 32, "adapt_epochs": 1})
     run_sweep(load_config(cfg))
