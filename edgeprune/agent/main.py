@@ -71,28 +71,37 @@ def _positive(kind):
     return parse
 
 
+# The agent's limits: option -> (make_server's keyword, type, default, help). The command
+# line and the server are made from this one table.
+LIMITS = {
+    "--max-upload-mb": ("max_upload_mb", float, DEFAULT_MAX_UPLOAD_MB,
+                        f"largest accepted model (default {DEFAULT_MAX_UPLOAD_MB:g} MiB)"),
+    "--bench-timeout": ("bench_timeout", float, 600.0,
+                        "seconds one benchmark may run, model load included (default 600)"),
+    "--queue-timeout": ("queue_timeout", float, 120.0,
+                        "seconds a request waits for the running benchmark before 503 (default 120)"),
+    "--max-queue": ("max_queue", int, 4, "requests that may wait at once (default 4)"),
+    "--read-timeout": ("read_timeout", float, 60.0,
+                       "seconds of silence from a client before its connection is dropped (default 60)"),
+    "--header-timeout": ("header_timeout", float, 10.0,
+                         "seconds from a connection's accept to the end of its headers (TLS handshake included): "
+                         "a client that drip-feeds them is cut off then (default 10)"),
+    "--request-timeout": ("request_timeout", float, 300.0,
+                          "seconds an upload may take once its headers are in (default 300)"),
+    "--max-connections": ("max_connections", int, 8,
+                          "token holders' uploads and benchmarks served at once; more get 503 (default 8)"),
+    "--max-unauthenticated": ("max_unauthenticated", int, 32,
+                              "connections that have not shown the token yet; past it the oldest is cut off "
+                              "(default 32)"),
+}
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1; 0.0.0.0 exposes the agent on the network)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any free)")
-    p.add_argument("--max-upload-mb", type=_positive(float), default=DEFAULT_MAX_UPLOAD_MB,
-                   help=f"largest accepted model (default {DEFAULT_MAX_UPLOAD_MB:g} MiB)")
-    p.add_argument("--bench-timeout", type=_positive(float), default=600.0,
-                   help="seconds one benchmark may run, model load included (default 600)")
-    p.add_argument("--queue-timeout", type=_positive(float), default=120.0,
-                   help="seconds a request waits for the running benchmark before 503 (default 120)")
-    p.add_argument("--max-queue", type=_positive(int), default=4, help="requests that may wait at once (default 4)")
-    p.add_argument("--read-timeout", type=_positive(float), default=60.0,
-                   help="seconds of silence from a client before its connection is dropped (default 60)")
-    p.add_argument("--header-timeout", type=_positive(float), default=10.0,
-                   help="seconds from a connection's accept to the end of its headers (TLS handshake included): "
-                        "a client that drip-feeds them is cut off then (default 10)")
-    p.add_argument("--request-timeout", type=_positive(float), default=300.0,
-                   help="seconds an upload may take once its headers are in (default 300)")
-    p.add_argument("--max-connections", type=_positive(int), default=8,
-                   help="token holders' uploads and benchmarks served at once; more get 503 (default 8)")
-    p.add_argument("--max-unauthenticated", type=_positive(int), default=32,
-                   help="connections that have not shown the token yet; past it the oldest is cut off (default 32)")
+    for flag, (dest, kind, default, text) in LIMITS.items():
+        p.add_argument(flag, dest=dest, type=_positive(kind), default=default, help=text)
     p.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate (chain), e.g. a self-signed "
                    "one: openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 825 "
                    "-subj /CN=edgeprune-agent -addext subjectAltName=IP:ADDRESS -keyout agent.key -out agent.crt")
@@ -106,11 +115,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {bundle(args.bundle)}: copy it to the device and run `python3 {Path(args.bundle).name} "
               "--port 8787` there (numpy and onnxruntime needed, not torch)")
         return 0
-    server = make_server(args.host, args.port, max_upload_mb=args.max_upload_mb, queue_timeout=args.queue_timeout,
-                         max_queue=args.max_queue, bench_timeout=args.bench_timeout, read_timeout=args.read_timeout,
-                         request_timeout=args.request_timeout, header_timeout=args.header_timeout,
-                         max_connections=args.max_connections, max_unauthenticated=args.max_unauthenticated,
-                         tls_cert=args.tls_cert, tls_key=args.tls_key, quiet=args.quiet)
+    limits = {dest: getattr(args, dest) for dest, *_ in LIMITS.values()}
+    server = make_server(args.host, args.port, **limits, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                         quiet=args.quiet)
     if args.host not in ("127.0.0.1", "localhost", "::1") and server.tls is None:
         print(f"edgeprune agent: warning: listening on {args.host}: plain HTTP, the token travels in the clear; "
               "on an untrusted network use --tls-cert/--tls-key, or an SSH tunnel and the default 127.0.0.1",
