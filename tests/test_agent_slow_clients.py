@@ -133,6 +133,7 @@ def test_twenty_drip_feeders_do_not_silence_five_token_holders(serve, model, cap
     assert counts["evicted" if cap < 20 else "timed_out"] >= 20
 
 
+@pytest.mark.slow
 def test_headers_have_their_own_short_deadline_and_uploads_a_longer_one(serve, model):
     """A token holder whose headers come at once may upload slowly, past the header deadline (within the upload
     deadline); a connection whose headers are not complete by then is cut off, token or not."""
@@ -166,6 +167,7 @@ def test_a_kept_alive_connection_gets_the_short_deadline_again(serve):
     s.close()
 
 
+@pytest.mark.slow
 def test_a_queued_benchmark_is_answered_after_the_upload_deadline(serve, model):
     """The upload deadline covers the upload, not the wait for the benchmark slot nor the run."""
     server, port = serve(request_timeout=1.0, queue_timeout=30)

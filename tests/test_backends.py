@@ -31,6 +31,7 @@ def _cfg(data, out, backends, min_seconds=0.0, **kw):
                                             "eval_batch_size": 100, "latency_min_seconds": min_seconds}, **settings)
 
 
+@pytest.mark.slow
 def test_same_architecture_trials_share_one_latency_with_its_spread(tiny_cifar, tmp_path):
     run_sweep(load_config(_cfg(tiny_cifar, tmp_path / "run", ["onnxruntime"], algorithms=["l1", "fpgm", "random"],
                                min_seconds=1.0)))
@@ -73,6 +74,7 @@ def test_index_maps_do_not_split_an_architecture():
 
 @pytest.mark.parametrize("backend, modules", [("openvino", ("openvino",)), ("tvm", ("tvm", "onnx")),
                                               ("litert", ("litert_torch", "ai_edge_litert"))])
+@pytest.mark.slow
 def test_each_runtime_checks_parity_accuracy_latency_and_size(tiny_cifar, tmp_path, backend, modules):
     if not _have(*modules):
         pytest.skip(f"{backend} is an optional extra (pip install 'edgeprune[{backend}]'): not installed here")
@@ -102,6 +104,7 @@ def test_openvino_int8_is_nncf_quantized_and_checked(tiny_cifar, tmp_path):
     assert abs(int8["latency_openvino_accuracy"] - fp32["accuracy"]) <= 0.1
 
 
+@pytest.mark.slow
 def test_openvino_int8_of_a_resnet_with_shortcut_maps_agrees_with_fp32(tmp_path):
     """The published ResNet-20 (option-A shortcuts: gathers and scatters of channels) on
     real CIFAR-10: OpenVINO ran its int8 graph wrongly with a dynamic batch (top-1
@@ -158,6 +161,7 @@ def test_deploy_and_latency_by_hand_in_other_runtimes(tiny_cifar, tmp_path, caps
     assert "openvino" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_latency_target_is_met_on_a_loopback_agent(tiny_cifar, tmp_path, monkeypatch):
     """rates: [{latency_ms: T}] searches the per-layer rate until the first latency
     backend (here a device: an agent on loopback) times the model within 5 % of T."""
@@ -213,6 +217,7 @@ def test_the_agent_lists_its_runtimes_and_refuses_native_code(tmp_path):
         server.server_close()
 
 
+@pytest.mark.slow
 def test_a_latency_target_is_met_in_a_local_runtime_on_the_paired_scale(tiny_cifar, tmp_path):
     """In a runtime here the search judges each probe by its time relative to the
     unpruned model (paired calls), on the scale of its first timing: load between
@@ -300,6 +305,7 @@ def tvm_rpc_server():
         proc.wait()
 
 
+@pytest.mark.slow
 def test_tvm_runs_a_module_on_the_device_through_its_rpc_server(tiny_cifar, tmp_path, tvm_rpc_server):
     run_sweep(load_config(_cfg(tiny_cifar, tmp_path / "run", [{"backend": "tvm", "rpc": tvm_rpc_server}],
                                baseline=False)))
@@ -334,6 +340,7 @@ def test_a_cross_target_gives_object_files_for_the_device(tmp_path):
     files.close()
 
 
+@pytest.mark.slow
 def test_tvm_tuning_times_kernels_once_and_reuses_them(tmp_path, monkeypatch):
     """MetaSchedule under a trial budget: the tuned module is checked like any other,
     its kernels land in the database, and a model of the same shapes (another trial,

@@ -35,6 +35,7 @@ def test_argparse_refusals_are_one_line_with_exit_2(argv, names, capsys):
     assert names in _one_line(capsys.readouterr().err)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv", [["--plugin", "lab_plugin", "algorithms"], ["algorithms", "--plugin", "lab_plugin"]])
 def test_plugin_is_taken_before_or_after_the_command(argv):
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent))       # a fresh process: nothing imported yet
@@ -70,6 +71,7 @@ def read_only_run(tmp_path, finished_run):
 
 @pytest.mark.parametrize("argv", [["report", "{ro}"], ["export", "{ro}", "-o", "{ro}/out.csv"],
                                   ["sweep", "{ro}/config.yaml", "--out", "{ro}", "--data-dir", "{data}", "--quiet"]])
+@pytest.mark.slow
 def test_a_read_only_run_folder_is_one_line_naming_it(read_only_run, tiny_cifar, argv, capsys):
     code = main([a.format(ro=read_only_run, data=tiny_cifar) for a in argv])
     err = capsys.readouterr().err

@@ -53,6 +53,7 @@ def int8_run(tmp_path_factory, tiny_cifar, agent_url):
     mp.undo()
 
 
+@pytest.mark.slow
 def test_int8_trials_sit_beside_their_fp32_twins(int8_run):
     run, _ = int8_run
     with ResultStore(run, create=False) as store:

@@ -17,6 +17,7 @@ def test_example_configs_validate(path, tiny_cifar):
     assert cfg.models and cfg.rates
 
 
+@pytest.mark.slow
 def test_seed_paper_config_runs_in_smoke_mode(tiny_cifar, tmp_path, capsys):
     """Two of its seven models (the whole grid is bench/seed_grid.py's job), its rates'
     ends, random weights: the config's own settings otherwise."""

@@ -8,7 +8,8 @@ from edgeprune import load_config, load_results, run_sweep
 
 from conftest import sweep_config
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+pytestmark = [pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine"),
+              pytest.mark.slow]
 
 
 def test_a_sweep_trains_on_the_gpu_in_bf16_and_records_the_precision(tiny_cifar, tmp_path):

@@ -39,6 +39,7 @@ def _tree(path: Path) -> dict:
 
 
 # -- 1. nothing edgeprune reads runs code ------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_planted_saved_model_is_never_unpickled(tiny_cifar, tmp_path, capsys):
     run = tmp_path / "run"
     run_sweep(load_config(sweep_config(tiny_cifar, run, rates=[0.5], baseline=False, save_models=True)))
@@ -88,6 +89,7 @@ def _sweep_proc(cfg_path: Path, *extra: str) -> subprocess.Popen:
                             start_new_session=True)
 
 
+@pytest.mark.slow
 def test_two_sweeps_on_one_folder_the_second_is_refused(tiny_cifar, tmp_path):
     cfg = sweep_config(tiny_cifar, tmp_path / "run", rates=[0.3, 0.5], finetune={"max_steps": 40, "batch_size": 16})
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
@@ -103,6 +105,7 @@ def test_two_sweeps_on_one_folder_the_second_is_refused(tiny_cifar, tmp_path):
         assert c.execute("SELECT SUM(attempts), COUNT(*) FROM trials").fetchone() == (3, 3)   # each ran once
 
 
+@pytest.mark.slow
 def test_status_after_a_killed_driver_says_no_sweep_runs_and_watch_ends(tiny_cifar, tmp_path, capsys):
     cfg = sweep_config(tiny_cifar, tmp_path / "run", rates=[0.3, 0.5, 0.7],
                        finetune={"max_steps": 400, "batch_size": 16})
@@ -136,6 +139,7 @@ def done_run(tmp_path_factory, tiny_cifar):
     return run
 
 
+@pytest.mark.slow
 def test_read_commands_write_nothing(done_run, tmp_path, capsys):
     before = _tree(done_run)
     for args in (["show", str(done_run)], ["export", str(done_run)], ["status", str(done_run)],
@@ -248,6 +252,7 @@ def test_show_lists_trial_ids(done_run, capsys):
     assert all(t.trial_id[:8] in out for t in ResultStore(done_run, readonly=True).trials())
 
 
+@pytest.mark.slow
 def test_other_images_under_the_same_run_are_refused(tiny_cifar, tmp_path):
     run = tmp_path / "run"
     run_sweep(load_config(sweep_config(tiny_cifar, run, rates=[0.5], baseline=False)))

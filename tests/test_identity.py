@@ -85,6 +85,7 @@ def test_precision_joins_the_identity(tiny_cifar, tmp_path):
     assert plan_trials(load_config(base))[0].trial_id != plan_trials(load_config({**base, "finetune": {"amp": "bf16"}}))[0].trial_id
 
 
+@pytest.mark.slow
 def test_resuming_in_another_precision_is_refused_with_the_fix(tiny_cifar, tmp_path, monkeypatch):
     """amp: auto means bf16 on a GPU: a CPU run folder resumed there would mix numerics."""
     import torch
@@ -97,6 +98,7 @@ def test_resuming_in_another_precision_is_refused_with_the_fix(tiny_cifar, tmp_p
         run_sweep(load_config(cfg))
 
 
+@pytest.mark.slow
 def test_a_folder_made_under_another_identity_rule_is_not_resumed(tiny_cifar, tmp_path):
     from conftest import sweep_config
     cfg = load_config(sweep_config(tiny_cifar, tmp_path / "run", rates=[0.5], baseline=False))

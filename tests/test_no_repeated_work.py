@@ -26,6 +26,7 @@ def _cfg(data, out, **kw):
                         deploy={"calibration_images": 32}, **kw)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("executor", ["local", "ray"])
 def test_one_finetune_per_trained_trial(tiny_cifar, tmp_path, counted, executor):
     cfg = load_config(_cfg(tiny_cifar, tmp_path / "run", executor=executor, ray={"num_cpus": 2}))
@@ -38,6 +39,7 @@ def test_one_finetune_per_trained_trial(tiny_cifar, tmp_path, counted, executor)
     assert (int8["fp32_trial_id"].map(fp32["accuracy"]) == int8["accuracy_fp32"]).all()
 
 
+@pytest.mark.slow
 def test_resume_reruns_unfinished_tasks_once_and_retries_variants_without_training(tiny_cifar, tmp_path, counted,
                                                                                    monkeypatch):
     real = registry.VARIANTS.get("int8")

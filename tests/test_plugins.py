@@ -42,6 +42,7 @@ def _cli(args: list[str], site: Path, cwd: Path, extra_env: dict | None = None) 
                           text=True, timeout=600)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("executor", ["local", "ray"])
 def test_installed_plugin_criteria_sweep_from_the_cli(installed_plugin, tiny_cifar, tmp_path, executor):
     cfg = sweep_config(tiny_cifar, tmp_path / "run", algorithms=EXAMPLE, rates=[0.5], baseline=False,
@@ -87,6 +88,7 @@ def test_unpackaged_plugin_module_from_the_cli(tmp_path, capsys):
     assert not (tmp_path / "r2").exists()
 
 
+@pytest.mark.slow
 def test_driver_registrations_reach_ray_workers(tiny_cifar, tmp_path):
     """A criterion registered in the driver's own code (no module a worker could
     import) is shipped to the workers with each task."""

@@ -186,6 +186,7 @@ def test_algorithm_registry_names_are_stable():
 
 @pytest.mark.parametrize("name, layers", [("vit_b_32", ["conv2d", "linear"]), ("swin_t", ["conv2d", "linear"]),
                                           ("maxvit_t", ["conv2d", "linear"]), ("shufflenet_v2_x0_5", ["conv2d"])])
+@pytest.mark.slow
 def test_transformers_and_channel_shuffle_prune_run_and_rebuild(name, layers):
     """Architecture adapters: heads kept whole and aligned, attribute fixes after
     pruning, the shuffle's stream left whole; the history rebuilds the same model."""

@@ -8,6 +8,8 @@ from edgeprune.cli import main
 
 from conftest import SHARED
 
+pytestmark = pytest.mark.slow      # Ray instances, real data, killed processes
+
 DATA, WEIGHTS = SHARED / "datasets", SHARED / "models" / "cifar10"
 
 

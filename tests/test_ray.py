@@ -17,6 +17,8 @@ from edgeprune.store import ResultStore  # noqa: E402
 
 from conftest import sweep_config  # noqa: E402
 
+pytestmark = pytest.mark.slow      # Ray instances, real data, killed processes
+
 TESTS = Path(__file__).parent
 
 

@@ -20,6 +20,8 @@ from edgeprune import load_results  # noqa: E402
 
 from conftest import sweep_config  # noqa: E402
 
+pytestmark = pytest.mark.slow      # Ray instances, real data, killed processes
+
 TESTS = Path(__file__).parent
 # the `ray` command of this interpreter (a venv that is not activated has it beside its python, not on PATH)
 RAY = str(Path(sys.executable).parent / "ray") if (Path(sys.executable).parent / "ray").is_file() else "ray"

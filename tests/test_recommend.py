@@ -163,6 +163,7 @@ def tiny_run(tmp_path_factory, tiny_cifar):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
 def test_export_writes_standalone_models_and_a_model_card(tiny_run, tmp_path, capsys):
     assert main(["recommend", str(tiny_run), "--pruned-only", "--export", str(tmp_path / "deploy")]) == 0

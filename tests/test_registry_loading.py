@@ -4,6 +4,8 @@ deployment or measuring code, which sit above the config."""
 import subprocess
 import sys
 
+import pytest
+
 SCRIPT = """
 import sys
 from edgeprune.config import load_config
@@ -19,6 +21,7 @@ def _modules(script: str) -> set[str]:
     return set(out.strip().split(","))
 
 
+@pytest.mark.slow
 def test_validating_a_config_imports_neither_sweep_nor_deploy_nor_measure():
     loaded = _modules(SCRIPT)
     assert "edgeprune.config" in loaded
@@ -27,6 +30,7 @@ def test_validating_a_config_imports_neither_sweep_nor_deploy_nor_measure():
     assert not above, above
 
 
+@pytest.mark.slow
 def test_reading_one_registry_imports_only_its_own_stage():
     loaded = _modules("import sys\nfrom edgeprune.registry import OPTIMIZERS\nassert 'sgd' in OPTIMIZERS\n"
                       "print(','.join(sorted(m for m in sys.modules if m.startswith('edgeprune.'))))")
@@ -45,3 +49,14 @@ def test_lazy_entries_resolve_and_a_plugin_cannot_take_a_builtin_name():
     with pytest.raises(EdgepruneError, match="registered twice"):
         LATENCY_BACKENDS.add("openvino", object, plugin=True)
 
+
+
+def test_the_top_level_report_function_survives_importing_its_package(tmp_path):
+    """`edgeprune.report` names both the function and the subpackage: either way it reports."""
+    from fake_runs import make_run
+
+    import edgeprune
+    import edgeprune.recommend  # noqa: F401  (imports the report package: edgeprune.report is now the package)
+    run = make_run(tmp_path / "run")
+    files = edgeprune.report(run, tmp_path / "out", figures=False)
+    assert files[-1].name == "report.html" and files[-1].is_file()

@@ -144,6 +144,7 @@ def test_latency_not_measured_is_said_not_drawn(tmp_path):
     assert "latency_ms" not in [c["key"] for c in _payload(html, "ep-data")["columns"]]
 
 
+@pytest.mark.slow
 def test_500_trials_render_quickly_and_stay_small(tmp_path):
     run = make_run(tmp_path / "big", models=("resnet20", "mobilenet_v2", "vgg11", "resnet56", "googlenet"),
                    algorithms=("l1", "l2", "fpgm", "random", "taylor"), rates=[round(0.1 * i, 1) for i in range(1, 10)],
@@ -196,6 +197,7 @@ def test_run_labels_default_to_distinct_folder_names(tmp_path):
     assert unique_labels([tmp_path / "x", tmp_path / "y"]) == ["x", "y"]
 
 
+@pytest.mark.slow
 def test_cli_report_compare_and_their_errors(rich_run, tmp_path, capsys):
     assert main(["report", str(rich_run), "--out", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out.split()

@@ -26,6 +26,7 @@ def counted(tmp_path, monkeypatch):
     return lambda: len(path.read_text().splitlines()) if path.exists() else 0
 
 
+@pytest.mark.slow
 def test_cascade_links_have_the_independent_shapes_and_count_steps(tiny_cifar, tmp_path, counted):
     run_sweep(_cascade(tiny_cifar, tmp_path / "cascade"))
     run_sweep(_cascade(tiny_cifar, tmp_path / "independent", strategy="independent"))
@@ -42,6 +43,7 @@ def test_cascade_links_have_the_independent_shapes_and_count_steps(tiny_cifar, t
     assert counted() == 2 * 7                                               # 7 fine-tunes a sweep, none repeated
 
 
+@pytest.mark.slow
 def test_cascade_on_ray_gives_the_local_results(tiny_cifar, tmp_path):
     cols = ["trial_id", "parent", "accuracy", "accuracy_pruned", "params", "chain_steps"]
     run_sweep(_cascade(tiny_cifar, tmp_path / "local", threads=1))
@@ -51,6 +53,7 @@ def test_cascade_on_ray_gives_the_local_results(tiny_cifar, tmp_path):
     assert local.equals(ray)
 
 
+@pytest.mark.slow
 def test_resume_restarts_a_chain_at_its_first_unfinished_link(tiny_cifar, tmp_path, counted):
     cfg = _cascade(tiny_cifar, tmp_path / "run", algorithms=["l1"], baseline=False)
     run_sweep(cfg)
@@ -64,6 +67,7 @@ def test_resume_restarts_a_chain_at_its_first_unfinished_link(tiny_cifar, tmp_pa
     assert (again["status"] == "done").all() and list(again["params"]) == list(chain["params"])
 
 
+@pytest.mark.slow
 def test_a_failed_link_fails_its_descendants_and_other_chains_go_on(tiny_cifar, tmp_path, monkeypatch):
     real = trial_module.prune_model
 
@@ -82,6 +86,7 @@ def test_a_failed_link_fails_its_descendants_and_other_chains_go_on(tiny_cifar, 
     assert (df.xs("fpgm", level="algorithm")["status"] == "done").all()
 
 
+@pytest.mark.slow
 def test_refine_continues_the_front_and_recommend_ranks_by_the_best_budget(tiny_cifar, tmp_path, capsys):
     run = tmp_path / "run"
     run_sweep(load_config(sweep_config(tiny_cifar, run, rates=[0.3, 0.6])))
@@ -103,6 +108,7 @@ def test_refine_continues_the_front_and_recommend_ranks_by_the_best_budget(tiny_
     run_sweep(load_config(sweep_config(tiny_cifar, run, rates=[0.3, 0.6])))
 
 
+@pytest.mark.slow
 def test_a_copied_run_folder_is_refined_where_it_lies(tiny_cifar, tmp_path):
     """config.yaml names the folder a run was made in; a copy is refined (and resumed) in
     the copy, and the original is left as it was."""

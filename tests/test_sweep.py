@@ -28,6 +28,7 @@ def finished_run(tmp_path_factory, tiny_cifar):
     return tmp / "run", path
 
 
+@pytest.mark.slow
 def test_cli_sweep_stores_every_trial_with_metrics(finished_run):
     run, _ = finished_run
     with ResultStore(run, create=False) as store:
@@ -62,6 +63,7 @@ def test_rerun_resumes_and_duplicates_nothing(finished_run):
     assert next(t for t in after if t.trial_id == crashed).attempts == 2  # the crashed attempt + the rerun
 
 
+@pytest.mark.slow
 def test_show_export_report(finished_run, capsys, tmp_path):
     run, _ = finished_run
     assert main(["show", str(run)]) == 0
@@ -78,6 +80,7 @@ def test_show_export_report(finished_run, capsys, tmp_path):
     assert len(load_results(run)) == 5
 
 
+@pytest.mark.slow
 def test_failed_trial_is_recorded_and_the_sweep_goes_on(tiny_cifar, tmp_path, monkeypatch):
     real = trial_module.prune_model
 
@@ -103,6 +106,7 @@ def test_failed_trial_is_recorded_and_the_sweep_goes_on(tiny_cifar, tmp_path, mo
         assert store.counts() == {"pending": 0, "running": 0, "done": 3, "failed": 0, "cancelled": 0}
 
 
+@pytest.mark.slow
 def test_ctrl_c_cancels_the_running_trial_and_resume_finishes(tiny_cifar, tmp_path, monkeypatch):
     real, calls = trial_module.run_trial, []
 
@@ -125,6 +129,7 @@ def test_ctrl_c_cancels_the_running_trial_and_resume_finishes(tiny_cifar, tmp_pa
         assert [t.status for t in store.trials()] == ["done"] * 3
 
 
+@pytest.mark.slow
 def test_other_settings_in_the_same_run_folder_are_refused(tiny_cifar, tmp_path):
     run_sweep(load_config(sweep_config(tiny_cifar, tmp_path / "run", baseline=False)))
     changed = sweep_config(tiny_cifar, tmp_path / "run", baseline=False)
@@ -142,6 +147,7 @@ def test_other_settings_in_the_same_run_folder_are_refused(tiny_cifar, tmp_path)
     assert [r["value"] for r in recorded["rates"]] == [0.5, 0.7]
 
 
+@pytest.mark.slow
 def test_pretrained_head_is_adapted_once_and_reused(tmp_path, monkeypatch):
     data = make_cifar(tmp_path / "data4", num_classes=4)
     ckpt = tmp_path / "r20.pt"
@@ -170,6 +176,7 @@ def test_pretrained_head_is_adapted_once_and_reused(tmp_path, monkeypatch):
     assert calls == [None]
 
 
+@pytest.mark.slow
 def test_global_target_in_a_sweep(tiny_cifar, tmp_path):
     cfg = sweep_config(tiny_cifar, tmp_path / "run", rates=["params=0.5"], baseline=False)
     run_sweep(load_config(cfg))
@@ -177,6 +184,7 @@ def test_global_target_in_a_sweep(tiny_cifar, tmp_path):
     assert abs(df.loc[0, "param_reduction"] - 0.5) <= 0.01 and df.loc[0, "target_kind"] == "params"
 
 
+@pytest.mark.slow
 def test_alexnet_is_fed_its_minimum_input_size(tiny_cifar, tmp_path):
     cfg = sweep_config(tiny_cifar, tmp_path / "run", models=[{"name": "alexnet", "pretrained": False}],
                        baseline=False, finetune={"epochs": 1, "max_steps": 1, "batch_size": 16},
@@ -186,6 +194,7 @@ def test_alexnet_is_fed_its_minimum_input_size(tiny_cifar, tmp_path):
     assert df.loc[0, "status"] == "done" and df.loc[0, "input_size"] == 63
 
 
+@pytest.mark.slow
 def test_trial_model_is_saved_or_rebuilt(finished_run, tmp_path):
     from edgeprune.measure import count_params
     from edgeprune.sweep import trial_model

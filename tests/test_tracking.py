@@ -13,6 +13,7 @@ mlflow = pytest.importorskip("mlflow", reason="MLflow is an optional extra: pip 
 pytest.importorskip("sqlalchemy", reason="MLflow's sqlite store needs sqlalchemy (the mlflow extra)")
 
 
+@pytest.mark.slow
 def test_export_logs_trials_once_and_updates(tiny_cifar, tmp_path, capsys):
     from mlflow.tracking import MlflowClient
     run = tmp_path / "run"

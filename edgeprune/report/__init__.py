@@ -6,7 +6,9 @@
 """
 from __future__ import annotations
 
+import sys
 import time
+import types
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -75,3 +77,15 @@ def watch_report(run_dirs: Sequence[str | Path], out_dir: str | Path, labels: Op
         if unfinished == 0 or (max_rounds is not None and rounds >= max_rounds):
             return files
         time.sleep(interval)
+
+
+class _CallableModule(types.ModuleType):
+    """`edgeprune.report(RUN)` is the top-level API's function, and `edgeprune.report` is
+    also this package: once anything imports the package, Python puts the package where
+    the function was. Calling the package calls the function, so both keep working."""
+
+    def __call__(self, *args, **kwargs):
+        return report(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
