@@ -41,11 +41,12 @@ ON_MACHINE = ["torch", "torchvision", "onnx", "onnxruntime", "jinja2", "rich", "
 # pytest runs step 1; the machine's pytest (with its plugins) is kept when present.
 ALSO_CARRY = ["typing-extensions", "pytest"]
 # The checks' modules, plus the modules they import inside functions (sweep.refine imports
-# report.pareto when called). A module missing here is reported, not fatal: rename it here.
+# edgeprune.pareto when called). A module missing here is reported, not fatal: rename it here.
 CHECK_FILES = ["bench/gpu/throughput.py", "bench/search_efficiency.py", "tests/test_gpu.py"]
 CHECK_MODULES = ["edgeprune.models", "edgeprune.prune", "edgeprune.data", "edgeprune.train",
-                 "edgeprune.measure", "edgeprune.deploy.backends", "edgeprune.sweep", "edgeprune.sweep.variants",
-                 "edgeprune.sweep.executors", "edgeprune.sweep.refine", "edgeprune.report.pareto"]
+                 "edgeprune.measure", "edgeprune.measure.backends", "edgeprune.measure.latency", "edgeprune.sweep",
+                 "edgeprune.sweep.variants",
+                 "edgeprune.sweep.executors", "edgeprune.sweep.refine", "edgeprune.pareto"]
 TARGET = {"python_version": "3.12", "python_full_version": "3.12.3", "sys_platform": "linux",
           "platform_system": "Linux", "platform_machine": "x86_64", "os_name": "posix",
           "implementation_name": "cpython", "platform_python_implementation": "CPython", "extra": ""}
