@@ -34,7 +34,8 @@ received is ever unpickled: the body goes to onnxruntime as an ONNX protobuf.
 This package imports only the standard library at module level (and edgeprune's
 own torch-free `errors` and `_lazy`), numpy and onnxruntime when it benchmarks; it
 must keep doing so: no torch. Modules: bench (sessions, timing, the device),
-server (HTTP, limits), gate (connection classes and deadlines), tls (TLS context,
+server (admission, one benchmark at a time in a child process), handler (the token,
+the endpoints, bounded heads and bodies), gate (connection classes and deadlines), tls (TLS context,
 certificate fingerprints), main (command line, child process, the bundle).
 """
 
