@@ -8,7 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: figures go to files
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter  # noqa: E402
 
 from ..metrics import short_number  # noqa: E402
 from .figures import Figure, Trace  # noqa: E402
@@ -62,6 +62,8 @@ def render_static(fig: Figure):
             ax.set_xticks(range(len(panel.categories)), panel.categories)
         if panel.xlog:
             _log_axis(ax)
+        elif panel.categories is None:
+            _linear_axis(ax)
         ax.set_title(panel.title)
         ax.set_xlabel(panel.xtitle)
         if panel.ytitle:
@@ -80,6 +82,12 @@ def render_static(fig: Figure):
         mpl.legend(handles, labels, loc="outside right center", frameon=False, fontsize=8)
     mpl.suptitle(fig.title)
     return mpl
+
+
+def _linear_axis(ax) -> None:
+    """At most 6 ticks, in short numbers (200k, not 200000, which run into each other)."""
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=6))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: short_number(v)))
 
 
 def _log_axis(ax) -> None:
