@@ -14,16 +14,22 @@ def _overlaps(boxes) -> bool:
     return any(a.x1 > b.x0 + 0.5 for a, b in zip(boxes, boxes[1:]))
 
 
-@pytest.mark.parametrize("models", [("resnet20", "resnet56"), ("resnet20", "mobilenet_v2", "vgg11")])
-def test_cost_axes_labels_do_not_collide_and_the_legend_sits_beside_the_panels(tmp_path, models):
+@pytest.mark.parametrize("models, rates", [
+    (("resnet20", "resnet56"), (0.3, 0.6)),           # a linear parameters axis up to 853k
+    (("resnet20", "resnet56"), (0.3, 0.62)),          # a log axis over ~1.3 decades, like the quickstart's
+    (("resnet20", "mobilenet_v2", "vgg11"), (0.3, 0.6, 0.8))])    # a log axis over 3 decades
+def test_cost_axes_labels_do_not_collide_and_the_legend_sits_beside_the_panels(tmp_path, models, rates):
     import matplotlib.pyplot as plt
-    run = make_run(tmp_path / "run", models=models, algorithms=("l1", "fpgm"), rates=(0.3, 0.6, 0.8))
+    run = make_run(tmp_path / "run", models=models, algorithms=("l1", "fpgm"), rates=rates)
     fig = render_static(static_figures(load_runs([run]).trials)["accuracy_vs_cost"])
     try:
+        fig.set_dpi(130)                  # as write_figures saves them
         renderer = fig.canvas.get_renderer()
         fig.canvas.draw()
         for ax in fig.axes:
-            boxes = [t.get_window_extent(renderer) for t in ax.get_xticklabels() if t.get_text() and t.get_visible()]
+            labels = [t for t in ax.get_xticklabels() + ax.get_xticklabels(minor=True)
+                      if t.get_text() and t.get_visible()]
+            boxes = [t.get_window_extent(renderer) for t in labels]
             assert boxes and not _overlaps(boxes), [t.get_text() for t in ax.get_xticklabels()]
         legend = fig.legends[0].get_window_extent(renderer)
         right = max(ax.get_window_extent(renderer).x1 for ax in fig.axes)
