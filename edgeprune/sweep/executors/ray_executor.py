@@ -134,7 +134,7 @@ class _Tracker:
 
     def __init__(self):
         self.attempts: dict[str, int] = {}
-        self.steps: dict[str, tuple] = {}
+        self.steps: dict[str, tuple] = {}     # since the last snapshot: neither side keeps every trial's
         self.folders: set = set()
 
     def started(self, trial_id: str, folder=None) -> None:
@@ -145,7 +145,9 @@ class _Tracker:
         self.steps[trial_id] = (step, total, epoch)
 
     def snapshot(self) -> tuple[dict, dict, set]:
-        return dict(self.attempts), dict(self.steps), set(self.folders)
+        """Every task's attempts, the steps reported since the last snapshot, the folders."""
+        steps, self.steps = self.steps, {}
+        return dict(self.attempts), steps, set(self.folders)
 
 
 # -- driver side ---------------------------------------------------------------
