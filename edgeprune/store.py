@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
-from .diskspace import disk_full_error, says_full
+from .diskspace import disk_full
 from .errors import EdgepruneError
 
 DB_NAME = "results.db"
@@ -120,8 +120,9 @@ class ResultStore:
                     self._put_meta("schema_version", SCHEMA_VERSION)
         except sqlite3.DatabaseError as e:
             self._close_quietly()
-            if says_full(e):
-                raise disk_full_error(path.parent) from None
+            full = disk_full(e, [path.parent])    # on a full disk SQLite may say "disk I/O error" (-shm)
+            if full is not None:
+                raise full from None
             raise EdgepruneError(f"{str(path)!r} is damaged ({e}); restore it from a copy, or start the sweep "
                                  "in another --out") from None
         version = self.get_meta("schema_version")
@@ -176,8 +177,9 @@ class ResultStore:
                         pass                     # the first error is the one to report
                 raise
         except sqlite3.OperationalError as e:
-            if says_full(e):        # nothing of the change was written: the file stays whole
-                raise disk_full_error(self.path.parent) from None
+            full = disk_full(e, [self.path.parent])    # nothing of the change was written: the file stays whole
+            if full is not None:
+                raise full from None
             raise
 
     # -- meta ----------------------------------------------------------------

@@ -112,6 +112,10 @@ def _stops_then_resumes(config: Path, run: Path, disk: Path, capsys, *words: str
     statuses = [s for s, _ in before.values()]
     assert statuses.count("done") == 1 and "failed" not in statuses, before    # the interrupted trial reruns
     done = {i: f for i, (s, f) in before.items() if s == "done"}
+    assert main(["sweep", str(config), "--quiet"]) == 1          # still full: says so again, loses nothing
+    again = capsys.readouterr().err
+    assert again.count("\n") == 1 and " is full: " in again, again
+    assert {i: f for i, (s, f) in _states(run).items() if s == "done"} == done
     for filler in disk.glob("filler*"):
         filler.unlink()
     resize(disk, "64m")
@@ -144,7 +148,8 @@ def test_a_full_temp_dir_stops_the_sweep_in_one_line_and_it_resumes(tiny_cifar, 
 def test_a_full_store_is_one_error_and_the_file_stays_whole(small_disk):
     rows = [{"trial_id": f"t{i}", "model": "m", "algorithm": "l1", "target_kind": "channels", "rate": 0.5, "seed": 0,
              "spec": {}} for i in range(3)]
-    with ResultStore(small_disk / "run") as store:
+    run = small_disk / "run"
+    with ResultStore(run) as store:
         store.add_trials(rows)
         store.finish({"t0": {"accuracy": 0.5}})
         fill(small_disk, 0)
@@ -152,10 +157,18 @@ def test_a_full_store_is_one_error_and_the_file_stays_whole(small_disk):
             store.finish({"t1": {"accuracy": 0.6, "notes": "x" * 200_000}})
         assert store.integrity_ok()
         assert [t.status for t in store.trials()] == ["done", "pending", "pending"]
-        for filler in small_disk.glob("filler*"):
-            filler.unlink()
+    for filler in small_disk.glob("filler*"):
+        filler.unlink()
+    with ResultStore(run) as store:
+        assert store.integrity_ok() and store.counts()["done"] == 1
         store.finish({"t1": {"accuracy": 0.6}})
         assert store.counts()["done"] == 2
+    # opened while the disk is full (what a resumed sweep does first): SQLite cannot make its
+    # shared-memory file and says "disk I/O error"; edgeprune says the disk is full, not that the
+    # store is damaged
+    fill(small_disk, 0)
+    with pytest.raises(DiskFull, match=f"mounted at {small_disk} is full: writing in {run} "):
+        ResultStore(run)
 
 
 @pytest.mark.slow
