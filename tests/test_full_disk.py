@@ -125,6 +125,7 @@ def _stops_then_resumes(config: Path, run: Path, disk: Path, capsys, *words: str
     assert {i: after[i][1] for i in done} == done                              # the finished trial was kept
 
 
+@pytest.mark.slow
 def test_a_full_run_folder_stops_the_sweep_in_one_line_and_it_resumes(tiny_cifar, tmp_path, small_disk, capsys,
                                                                        fill_after_first_trial):
     run = small_disk / "run"
@@ -133,6 +134,7 @@ def test_a_full_run_folder_stops_the_sweep_in_one_line_and_it_resumes(tiny_cifar
     _stops_then_resumes(config, run, small_disk, capsys, f"writing in {run}", "it needed ", "--out")
 
 
+@pytest.mark.slow
 def test_a_full_temp_dir_stops_the_sweep_in_one_line_and_it_resumes(tiny_cifar, tmp_path, small_disk, capsys,
                                                                      fill_after_first_trial, temp_dir_on):
     temp = temp_dir_on(small_disk / "tmp")
