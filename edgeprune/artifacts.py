@@ -7,6 +7,8 @@ from pathlib import Path
 
 import fsspec
 
+from .diskspace import FULL_ERRNOS, disk_full_error
+
 
 class ArtifactStore:
     def __init__(self, root: str | Path):
@@ -20,8 +22,17 @@ class ArtifactStore:
         fs, path = fsspec.core.url_to_fs(uri)
         fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
         tmp = path + ".tmp"
-        with fs.open(tmp, "wb") as f:
-            f.write(data)
+        try:
+            with fs.open(tmp, "wb") as f:
+                f.write(data)
+        except OSError as e:
+            try:
+                fs.rm(tmp)              # half a file: room for the next try
+            except OSError:
+                pass
+            if e.errno in FULL_ERRNOS and "://" not in self.root.removeprefix("file://"):
+                raise disk_full_error(Path(path).parent, needed=len(data)) from None
+            raise
         fs.mv(tmp, path)  # readers never see a half-written file
         return uri
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
+from .diskspace import disk_full
 from .errors import EdgepruneError
 
 DB_NAME = "results.db"
@@ -119,6 +120,9 @@ class ResultStore:
                     self._put_meta("schema_version", SCHEMA_VERSION)
         except sqlite3.DatabaseError as e:
             self._close_quietly()
+            full = disk_full(e, [path.parent])    # on a full disk SQLite may say "disk I/O error" (-shm)
+            if full is not None:
+                raise full from None
             raise EdgepruneError(f"{str(path)!r} is damaged ({e}); restore it from a copy, or start the sweep "
                                  "in another --out") from None
         version = self.get_meta("schema_version")
@@ -160,12 +164,22 @@ class ResultStore:
     def _tx(self) -> Iterator[sqlite3.Connection]:
         if self.readonly:
             raise EdgepruneError(f"{self.path} is open read-only")
-        self._conn.execute("BEGIN IMMEDIATE")
         try:
-            yield self._conn
-            self._conn.execute("COMMIT")
-        except BaseException:
-            self._conn.execute("ROLLBACK")
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:    # SQLite rolls back by itself on some errors (a full disk)
+                    try:
+                        self._conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass                     # the first error is the one to report
+                raise
+        except sqlite3.OperationalError as e:
+            full = disk_full(e, [self.path.parent])    # nothing of the change was written: the file stays whole
+            if full is not None:
+                raise full from None
             raise
 
     # -- meta ----------------------------------------------------------------

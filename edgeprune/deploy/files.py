@@ -1,6 +1,7 @@
 """The deployable files of one trial's model: the fp32 ONNX export (parity-checked
 on real test images) and its int8 quantization, per input size, each made once when
-first asked for, in a temporary folder that `close()` removes."""
+first asked for, in a temporary folder that `close()` removes (under the process's
+scratch folder, edgeprune.scratch, which is removed however the process ends)."""
 from __future__ import annotations
 
 import shutil
@@ -13,6 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..scratch import folder as scratch_folder
 from .export import ExportReport, export_onnx
 from .quantize import QuantizeReport, as_numpy_batches, quantize_onnx
 
@@ -29,7 +31,7 @@ class TrialArtifacts:
         # what backends check their runtime's output against (real test images) and measure accuracy on
         self.parity_images = check_images(input_size)[:16].contiguous().numpy()
         self.test_batches = test_batches
-        self.folder = Path(tempfile.mkdtemp(prefix="edgeprune-onnx-"))
+        self.folder = Path(tempfile.mkdtemp(prefix="onnx-", dir=scratch_folder()))
         weakref.finalize(self, shutil.rmtree, str(self.folder), True)      # removed even if close() is missed
         # the unpruned model's files: backends time a model alternating with it, so that
         # their ratio (latency_<backend>_relative) does not move with the machine's load

@@ -17,6 +17,7 @@ from typing import Union
 import numpy as np
 
 from ..errors import EdgepruneError, first_line
+from ..scratch import as_tempdir
 
 
 class QuantizeError(EdgepruneError):
@@ -108,7 +109,9 @@ def quantize_onnx(fp32_path: Union[str, Path], int8_path: Union[str, Path], cali
     inp = session.get_inputs()[0]
     static = inp.shape[0] if isinstance(inp.shape[0], int) and inp.shape[0] > 0 else None
     del session
-    with tempfile.TemporaryDirectory(prefix="edgeprune-quant-") as tmp:
+    # onnxruntime's quantizer makes temporary files of its own: in the scratch folder they
+    # are removed even if this process is killed meanwhile
+    with as_tempdir(), tempfile.TemporaryDirectory(prefix="quant-") as tmp:
         source = fp32_path
         if preprocess:
             from onnxruntime.quantization.shape_inference import quant_pre_process

@@ -12,7 +12,9 @@ from typing import Callable, Optional
 
 import torch.nn as nn
 
+from .. import scratch
 from ..data import DataSplits
+from ..diskspace import DiskFull, disk_full
 from ..deploy.files import TrialArtifacts, resized
 from ..measure.backends import make_backends
 from ..run import RunFolder
@@ -64,3 +66,14 @@ class TrialContext:
                     calibration=calibration)
             files.reference = self._references[id(base)]
         return files
+
+    def disk_full(self, exc: BaseException) -> Optional[DiskFull]:
+        """`exc` as a DiskFull when a disk trials write to (the run folder, the scratch
+        root) is full: then the sweep stops instead of recording the trial as failed."""
+        return disk_full(exc, [self.options.run_dir, self.options.storage, scratch.root()])
+
+    def close(self) -> None:
+        """Remove the unpruned models' files (a process keeps one context at a time)."""
+        for files in self._references.values():
+            files.close()
+        self._references.clear()

@@ -14,7 +14,9 @@ from typing import Optional, Sequence
 
 import torch
 
+from .. import scratch
 from ..config import SweepConfig
+from ..diskspace import DiskFull, disk_full, stops_on_full_disk
 from ..data import load_dataset
 from ..lock import RunLock
 from ..registry import EXECUTORS
@@ -69,10 +71,13 @@ class _Recorder:
                 results.append((self.by_id[trial_id], "failed", None))
         self.progress.task_finished(task, results)
 
-    def cancel_running(self) -> None:
+    def cancel_running(self, reason: str = "interrupted by the user") -> None:
         for task in self.running.values():
             for trial_id in task.trial_ids:
-                self.store.mark_cancelled(trial_id, "interrupted by the user")
+                try:
+                    self.store.mark_cancelled(trial_id, reason)
+                except DiskFull:
+                    pass      # the store's disk is full: left `running`, which a resumed sweep reruns too
             self.progress.task_finished(task, [(self.by_id[i], "cancelled", None) for i in task.trial_ids])
         self.running.clear()
 
@@ -94,8 +99,12 @@ def run_sweep(cfg: SweepConfig, progress: Optional[SilentProgress] = None, retry
     preflight.check_resumable(existing, settings.identity, specs, run, extend)
     preflight.check_device(cfg)
     preflight.check_backends(cfg)
+    # where a full disk stops the sweep: the run folder, its storage, the temporary model files
+    disks = [run.path, cfg.storage, scratch.root()]
+    scratch.remove_stale()                       # what killed sweeps (and their workers) left
     executor = EXECUTORS.get(cfg.executor)(cfg)  # connects first: a failure there writes nothing
-    with closing(executor):
+    # leaving: the executor closes, then a full disk is named, then what its workers left is removed
+    with scratch.tidied(), stops_on_full_disk(disks), closing(executor):
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         data, fingerprint = None, existing.fingerprint
@@ -136,6 +145,13 @@ def run_sweep(cfg: SweepConfig, progress: Optional[SilentProgress] = None, retry
             except KeyboardInterrupt:
                 recorder.cancel_running()
                 raise
+            except Exception as e:
+                full = disk_full(e, disks)
+                if full is None:
+                    raise
+                # stopped, not failed: the trials that were running run again when the sweep resumes
+                recorder.cancel_running("stopped: a disk is full")
+                raise full from None
             finally:
                 progress.stop()
     return run.path

@@ -32,6 +32,9 @@ class RichProgress(SilentProgress):
         self.bars: dict[str, int] = {}   # running tasks' bars, by their first trial id
         self.rows: dict[str, int] = {}   # ... and how many trials each runs
         self.names: dict[int, str] = {}
+        # bars of finished tasks, hidden, for the next ones: rich keeps what it drew of each bar
+        # (its columns' caches) even after the bar is removed, so a long sweep reuses a few
+        self.free: list[int] = []
         self.failed = 0
 
     def note(self, text: str) -> None:
@@ -44,9 +47,14 @@ class RichProgress(SilentProgress):
     def task_started(self, task: TrialTask) -> None:
         key = task.trial_ids[0]
         if key in self.bars:  # a retry
-            self.progress.remove_task(self.bars.pop(key))
+            self._drop(key)
         name = task.spec.describe() + (f" (+ {', '.join(v.quantize for v in task.variants)})" if task.variants else "")
-        bar = self.progress.add_task(f"  {name}", total=None)
+        if self.free:
+            bar = self.free.pop()
+            self.progress.reset(bar, description=f"  {name}", visible=True)
+            next(t for t in self.progress.tasks if t.id == bar).total = None     # no steps known yet
+        else:
+            bar = self.progress.add_task(f"  {name}", total=None)
         self.bars[key], self.rows[key], self.names[bar] = bar, len(task.trial_ids), name
         self._describe()
 
@@ -63,10 +71,17 @@ class RichProgress(SilentProgress):
         self.progress.update(self.sweep_task, description=f"trials: {running} running, {self.failed} failed, "
                                                           f"{left} waiting")
 
-    def task_finished(self, task: TrialTask, results: Results) -> None:
-        bar = self.bars.pop(task.trial_ids[0], None)
+    def _drop(self, key: str) -> None:
+        """Forget a task's bar (what a long sweep would otherwise pile up)."""
+        bar = self.bars.pop(key, None)
+        self.rows.pop(key, None)
         if bar is not None:
-            self.progress.remove_task(bar)
+            self.names.pop(bar, None)
+            self.progress.update(bar, visible=False)
+            self.free.append(bar)
+
+    def task_finished(self, task: TrialTask, results: Results) -> None:
+        self._drop(task.trial_ids[0])
         for spec, status, metrics in results:
             self.failed += status == "failed"
             if status != "cancelled":

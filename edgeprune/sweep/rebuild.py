@@ -43,10 +43,14 @@ def trial_model(run_dir: str | Path, trial_id: str, data_dir: Optional[str] = No
             model = None
             break
         chain.append(rows[parent])
-    for link in reversed(chain[:-1] if model is not None else chain):
-        ctx = ctx or TrialContext(TrialSettings.from_identity(link.spec["settings"]),
-                                  data or load_dataset(cfg.dataset, seed=cfg.seed),
-                                  replace(RunOptions.from_config(cfg, run.path), device="cpu"))
-        start = Parent(model, rows[link.spec["parent"]].metrics) if link.spec.get("parent") else None
-        model = run_trial(TrialSpec.from_dict(link.spec).trained_twin(), ctx, parent=start).model
+    try:
+        for link in reversed(chain[:-1] if model is not None else chain):
+            ctx = ctx or TrialContext(TrialSettings.from_identity(link.spec["settings"]),
+                                      data or load_dataset(cfg.dataset, seed=cfg.seed),
+                                      replace(RunOptions.from_config(cfg, run.path), device="cpu"))
+            start = Parent(model, rows[link.spec["parent"]].metrics) if link.spec.get("parent") else None
+            model = run_trial(TrialSpec.from_dict(link.spec).trained_twin(), ctx, parent=start).model
+    finally:
+        if ctx is not None:
+            ctx.close()         # the unpruned model's files: not kept past this rebuild
     return model.eval()

@@ -252,6 +252,8 @@ def _variants(t: _Trial, ctx: TrialContext, variants: Sequence[TrialSpec], outco
         try:
             row = VARIANTS.get(v.quantize)(t.model, t.metrics, ctx, t.base, v)
         except Exception as e:  # noqa: BLE001 - recorded in the variant's row
+            if ctx.disk_full(e):
+                raise                   # a full disk stops the sweep: nothing failed
             outcome.errors[v.trial_id] = f"{type(e).__name__}: {first_line(e)}"
             continue
         row["trial_seconds"] = time.perf_counter() - start

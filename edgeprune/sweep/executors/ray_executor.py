@@ -23,7 +23,9 @@ from typing import Iterator, Optional
 
 import torch
 
+from ... import scratch
 from ...data import DataSplits, ImageDataset
+from ...diskspace import DiskFull, stops_on_full_disk
 from ...errors import EdgepruneError, describe_error, first_line
 from ...prune.saved import loads
 from ...registry import plugin_snapshot, restore_plugins
@@ -42,6 +44,7 @@ except ImportError:  # pragma: no cover - exercised only without ray installed
     ray = None
 
 STEP_REPORT_SECONDS = 1.0
+WORKER_EXIT_SECONDS = 10.0     # how long a closing driver waits for the workers of its Ray to end
 
 
 # -- data through the object store --------------------------------------------
@@ -64,7 +67,10 @@ def unpack(packed: dict) -> DataSplits:
 
 # -- worker side ---------------------------------------------------------------
 
-_CONTEXTS: dict[str, TrialContext] = {}   # per worker process, by settings
+# The worker's context, by settings: one at a time. A worker of a long-lived cluster serves
+# sweep after sweep; each context holds its unpruned models and their files, so the one
+# of an earlier sweep is closed when another sweep's task arrives.
+_CONTEXTS: dict[str, TrialContext] = {}
 
 
 def _context(shared: dict, packed_data: dict) -> TrialContext:
@@ -72,6 +78,9 @@ def _context(shared: dict, packed_data: dict) -> TrialContext:
     torch.set_num_threads(shared["threads"])
     key = shared["settings"].key + repr(shared["options"])
     if key not in _CONTEXTS:
+        for old in _CONTEXTS.values():
+            old.close()
+        _CONTEXTS.clear()
         # a worker given no GPU by Ray sees none (CUDA_VISIBLE_DEVICES), so "auto" picks the CPU
         _CONTEXTS[key] = TrialContext(shared["settings"], unpack(packed_data), shared["options"])
     return _CONTEXTS[key]
@@ -79,12 +88,20 @@ def _context(shared: dict, packed_data: dict) -> TrialContext:
 
 def _task(task: TrialTask, shared: dict, packed_data: dict, adapted: dict, tracker,
           parent: Optional[tuple] = None) -> dict:
+    o = shared["options"]
+    # a full disk is named here, where the disk is (DiskFull); the driver then stops the sweep
+    with stops_on_full_disk([o.run_dir, o.storage, scratch.root()]):
+        return _run_task(task, shared, packed_data, adapted, tracker, parent)
+
+
+def _run_task(task: TrialTask, shared: dict, packed_data: dict, adapted: dict, tracker,
+              parent: Optional[tuple]) -> dict:
     ctx = _context(shared, packed_data)
     ctx.models.adapted_states.update(adapted)
     for sig, timings in shared["timing"].items():          # what earlier trials of the run measured
         ctx.timing.by_signature.setdefault(sig, timings)
     trial_id = task.trial_ids[0]
-    tracker.started.remote(trial_id)
+    tracker.started.remote(trial_id, scratch.folder())
     last = [0.0]
 
     def on_step(step: int, total: int, epoch: float) -> None:
@@ -102,7 +119,8 @@ def _task(task: TrialTask, shared: dict, packed_data: dict, adapted: dict, track
     node = ray.get_runtime_context().get_node_id()
     for row in rows.values():       # where it ran: a cluster's nodes can differ in speed
         row["ray_node"] = node[:12]
-    return {"rows": rows, "errors": outcome.errors, "model": outcome.model_bytes}
+    # the worker's scratch folder: a driver that started Ray removes it once the worker is gone
+    return {"rows": rows, "errors": outcome.errors, "model": outcome.model_bytes, "scratch": scratch.current()}
 
 
 def _adapt_task(spec: TrialSpec, shared: dict, packed_data: dict):
@@ -111,20 +129,25 @@ def _adapt_task(spec: TrialSpec, shared: dict, packed_data: dict):
 
 
 class _Tracker:
-    """Which tasks have started (and how often), and their latest step."""
+    """Which tasks have started (and how often), their latest step, and the workers'
+    scratch folders (a task that dies reports nothing else)."""
 
     def __init__(self):
         self.attempts: dict[str, int] = {}
-        self.steps: dict[str, tuple] = {}
+        self.steps: dict[str, tuple] = {}     # since the last snapshot: neither side keeps every trial's
+        self.folders: set = set()
 
-    def started(self, trial_id: str) -> None:
+    def started(self, trial_id: str, folder=None) -> None:
         self.attempts[trial_id] = self.attempts.get(trial_id, 0) + 1
+        self.folders.add(folder)
 
     def step(self, trial_id: str, step: int, total: int, epoch: float) -> None:
         self.steps[trial_id] = (step, total, epoch)
 
-    def snapshot(self) -> tuple[dict, dict]:
-        return dict(self.attempts), dict(self.steps)
+    def snapshot(self) -> tuple[dict, dict, set]:
+        """Every task's attempts, the steps reported since the last snapshot, the folders."""
+        steps, self.steps = self.steps, {}
+        return dict(self.attempts), steps, set(self.folders)
 
 
 # -- driver side ---------------------------------------------------------------
@@ -138,14 +161,14 @@ def _start_tracker():
     return ray.remote(num_cpus=0)(_Tracker).options(scheduling_strategy=here).remote()
 
 
-def _poll(tracker) -> tuple[dict, dict]:
+def _poll(tracker) -> tuple[dict, dict, set]:
     """What the tracker has seen; nothing while it cannot answer (a cluster losing a
     node makes actors unavailable for seconds). Progress is only shown, so this must
     not stop a sweep: results come back with the tasks."""
     try:
         return ray.get(tracker.snapshot.remote(), timeout=10)
     except (ray.exceptions.RayError, TimeoutError):
-        return {}, {}
+        return {}, {}, set()
 
 def _init_ray(cfg) -> bool:
     """Connect to (or start) Ray; True when this call started it."""
@@ -173,10 +196,14 @@ class RayExecutor:
     def __init__(self, cfg):
         self.cfg = cfg
         self.started_here = _init_ray(cfg)   # before anything is written: a bad address writes nothing
+        self.scratch: set = set()            # the workers' scratch folders (edgeprune.scratch)
 
     def close(self) -> None:
         if self.started_here:
             ray.shutdown()
+            # its workers are ending: their files go with them (Ray may end them before they can
+            # clean up). Workers on other nodes clean up when they exit, or at their node's next start.
+            scratch.remove_when_free(self.scratch, timeout=WORKER_EXIT_SECONDS)
 
     def run(self, job) -> Iterator[Event]:
         rc = self.cfg.ray
@@ -214,7 +241,8 @@ class RayExecutor:
             yield from submit_ready()
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
-                attempts, steps = _poll(tracker)
+                attempts, steps, folders = _poll(tracker)
+                self.scratch |= folders
                 for trial_id, n in attempts.items():
                     for _ in range(n - seen.get(trial_id, 0)):
                         yield Started(by_id[trial_id])
@@ -234,16 +262,19 @@ class RayExecutor:
             for ref in pending:        # interrupted (Ctrl-C) or abandoned: stop what still runs
                 ray.cancel(ref, force=True)
 
-    @staticmethod
-    def _outcome(task: TrialTask, ref, max_retries: int) -> Event:
+    def _outcome(self, task: TrialTask, ref, max_retries: int) -> Event:
         try:
             result = ray.get(ref)
         except ray.exceptions.RayTaskError as e:
             cause = e.cause if isinstance(e.cause, BaseException) else e
+            if isinstance(cause, DiskFull):
+                raise cause from None       # the sweep stops; the engine leaves the trial to rerun
             return Failed(task, describe_error(cause))
         except ray.exceptions.RayError as e:  # the worker process died (killed, out of memory)
             return Failed(task, f"{type(e).__name__}: the worker died {max_retries + 1} time(s), the last time: "
                                 f"{first_line(e, 200) if str(e).strip() else ''}")
+        if result.get("scratch"):
+            self.scratch.add(result["scratch"])
         return Finished(task, result["rows"], result["errors"], result.get("model"))
 
     @staticmethod
