@@ -58,6 +58,14 @@ def _solvable(m: nn.Module) -> Optional[str]:
     return f"{type(m).__name__} layers are not rebuilt"
 
 
+def _mixes(pruned: nn.Module, unpruned: nn.Module) -> bool:
+    """Whether one of the module's own parameters lost entries along two or more dimensions."""
+    for p, u in zip(pruned.parameters(recurse=False), unpruned.parameters(recurse=False)):
+        if p.dim() == u.dim() and sum(a != b for a, b in zip(p.shape, u.shape)) >= 2:
+            return True
+    return False
+
+
 def _shapes(m: nn.Module) -> list:
     return [tuple(p.shape) for p in m.parameters(recurse=False)] + \
            [tuple(b.shape) for b in m.buffers(recurse=False)]
@@ -147,11 +155,13 @@ def plan(unpruned: nn.Module, pruned: nn.Module, example: torch.Tensor,
         if flow != u_flows.get(name, Flow()):
             flow = Flow()
         layers.append(Layer(name, u, p, keep, norm, flow.sum_index, flow.relu))
-    # cut modules that are neither rebuilt nor simple per-channel layers: left as they are
+    # other modules holding a channel-mixing parameter that pruning cut on two sides (attention
+    # projections, a plugin's layer): left as they are. Parameters cut along one dimension only
+    # (class tokens, position embeddings, scales) are per-channel and need no rebuilding.
     for name, m in p_mods.items():
         if name in changed and name not in skipped and not isinstance(m, (nn.Conv2d, nn.Linear) + _NORMS):
-            if any(True for _ in m.parameters(recurse=False)):
-                skipped[name] = f"{type(m).__name__} is not rebuilt (its weights stay as pruned)"
+            if _mixes(m, u_mods[name]):
+                skipped[name or type(m).__name__] = f"{type(m).__name__} is not rebuilt (its weights stay as pruned)"
     for name, m in p_mods.items():      # conv/linear never called as modules (e.g. attention projections)
         if isinstance(m, (nn.Conv2d, nn.Linear)) and name not in calls and (wanted is None or name in wanted):
             if name in changed or order[first:]:

@@ -28,7 +28,7 @@ from ..errors import EdgepruneError
 from .layers import plan
 from .memory import PeakMemory
 from .report import ReconstructReport
-from .wave import LayerState, run_wave
+from .wave import LayerState, _fast, run_wave
 
 Images = Union[torch.Tensor, Iterable]
 
@@ -99,8 +99,9 @@ def reconstruct(unpruned: nn.Module, pruned: nn.Module, images: Images, *,
     _check("max_rows", max_rows, 1)
     _check("batch_size", batch_size, 1)
     _check("memory_mb", memory_mb, 1)
-    if ridge != "auto":
-        _check("ridge", ridge, 0, integer=False)
+    if ridge != "auto" and (not isinstance(ridge, (int, float)) or isinstance(ridge, bool) or not ridge >= 0
+                            or not math.isfinite(ridge)):
+        raise EdgepruneError(f"reconstruct: ridge must be \"auto\" or a number >= 0, got {ridge!r}")
     _check("relu_steps", relu_steps, 0)
     start = time.perf_counter()
     meter = PeakMemory.start(_device(pruned))
@@ -124,7 +125,7 @@ def reconstruct(unpruned: nn.Module, pruned: nn.Module, images: Images, *,
             skipped = dict(p_plan.skipped)
             waves = 0
             for w0 in range(0, len(x), wave):
-                run_wave(unpruned, pruned, x[w0:w0 + wave], w0, states, skipped, per, ridge, batch_size, seed + waves)
+                run_wave(unpruned, pruned, x[w0:w0 + wave], states, skipped, per, ridge, batch_size, seed + waves)
                 waves += 1
             after = _relative_error(_logits(pruned, x_eval, batch_size), reference)
     finally:
@@ -150,7 +151,7 @@ def _device(model: nn.Module) -> torch.device:
 
 def _logits(model: nn.Module, x: torch.Tensor, batch_size: int) -> Optional[torch.Tensor]:
     device = _device(model)
-    outs = [model(x[i:i + batch_size].to(device)) for i in range(0, len(x), batch_size)]
+    outs = [model(_fast(x[i:i + batch_size].to(device))) for i in range(0, len(x), batch_size)]
     return torch.cat(outs).double() if all(isinstance(o, torch.Tensor) for o in outs) else None
 
 

@@ -25,11 +25,10 @@ def positions(n_images: int, per_image: int, total: int, generator: torch.Genera
 
 def output_rows(layer: nn.Module, out: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
     """(images x k, outputs) of the layer's output at `pos`."""
-    if isinstance(layer, nn.Conv2d):
-        flat = out.flatten(2)                                             # B, C, H*W
-        picked = flat.gather(2, pos[:, None, :].expand(-1, flat.shape[1], -1).to(out.device))
-        return picked.transpose(1, 2).reshape(-1, flat.shape[1])
-    flat = out.reshape(out.shape[0], -1, out.shape[-1])                   # B, T, F
+    if isinstance(layer, nn.Conv2d):      # B, H*W, C: free for channels-last outputs
+        flat = out.permute(0, 2, 3, 1).reshape(out.shape[0], -1, out.shape[1])
+    else:
+        flat = out.reshape(out.shape[0], -1, out.shape[-1])               # B, T, F
     picked = flat.gather(1, pos[:, :, None].expand(-1, -1, flat.shape[2]).to(out.device))
     return picked.reshape(-1, flat.shape[2])
 
@@ -64,8 +63,9 @@ def input_rows(layer: nn.Module, x: torch.Tensor, pos: torch.Tensor) -> torch.Te
     kh, kw = layer.kernel_size
     sh, sw = layer.stride
     dh, dw = layer.dilation
-    xp = F.pad(x, _conv_padding(layer)).permute(0, 2, 3, 1)               # B, H, W, C
-    h_in, w_in = x.shape[2] + sum(_conv_padding(layer)[2:]), x.shape[3] + sum(_conv_padding(layer)[:2])
+    pad = _conv_padding(layer)
+    xp = F.pad(x.permute(0, 2, 3, 1), (0, 0) + pad)                      # B, H, W, C (padded)
+    h_in, w_in = xp.shape[1], xp.shape[2]
     w_out = (w_in - dw * (kw - 1) - 1) // sw + 1
     pos = pos.to(x.device)
     oy, ox = pos // w_out, pos % w_out                                    # B, k
