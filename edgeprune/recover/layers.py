@@ -42,7 +42,7 @@ class Plan:
     layers: list[Layer]
     skipped: dict[str, str]                  # name -> why it is left as pruned
     unchanged: list[str]                     # before the first change: nothing to rebuild
-    largest: int = 0                         # elements of the pruned model's largest module output, per image
+    largest: int = 0                         # elements of the largest module output, per image, of either model
 
 
 def _solvable(m: nn.Module) -> Optional[str]:
@@ -119,7 +119,7 @@ def plan(unpruned: nn.Module, pruned: nn.Module, example: torch.Tensor,
     """The layers of `pruned` to rebuild against `unpruned`, in forward order."""
     u_mods, p_mods = dict(unpruned.named_modules()), dict(pruned.named_modules())
     order, calls, follows, flows, largest = _probe(pruned, example)
-    u_order, _, u_follows, u_flows, _ = _probe(unpruned, example)
+    u_order, _, u_follows, u_flows, u_largest = _probe(unpruned, example)
     kept_outputs = dict(kept_outputs or {})
     changed = {n for n, m in p_mods.items() if n in u_mods and _shapes(m) != _shapes(u_mods[n])}
     first = next((i for i, n in enumerate(order) if n in changed), len(order))
@@ -164,9 +164,9 @@ def plan(unpruned: nn.Module, pruned: nn.Module, example: torch.Tensor,
                 skipped[name or type(m).__name__] = f"{type(m).__name__} is not rebuilt (its weights stay as pruned)"
     for name, m in p_mods.items():      # conv/linear never called as modules (e.g. attention projections)
         if isinstance(m, (nn.Conv2d, nn.Linear)) and name not in calls and (wanted is None or name in wanted):
-            if name in changed or order[first:]:
+            if name in changed:
                 skipped.setdefault(name, "not called as a module (its weights are used inside its parent)")
-    return Plan(layers, skipped, unchanged, largest)
+    return Plan(layers, skipped, unchanged, max(largest, u_largest))
 
 
 def _kept(name: str, u: nn.Module, p: nn.Module, kept_outputs: Mapping) -> Optional[torch.Tensor]:

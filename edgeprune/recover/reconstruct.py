@@ -7,13 +7,17 @@ pruned model runs once on the whole wave, and a hook in front of each layer
 solves that layer from the inputs that arrive there, which come through the
 layers already rebuilt, before the layer runs. The wave size bounds the memory:
 every image of a wave is in flight at once. With more images than one wave
-holds, each wave adds its rows to every layer's normal equations and re-solves
-(earlier waves' rows were gathered through the prefix as it was solved then).
+holds, the first wave solves every layer from its own rows, the middle waves add
+theirs to the normal equations, and the last solves from all of them (the earlier
+waves' rows were gathered through the prefix as the first wave solved it).
 
 A BatchNorm that reads the layer's output is folded into the solve: the target
 is the unpruned model's BatchNorm output, mapped back through the pruned model's
 BatchNorm, and the solved bias becomes that BatchNorm's running-mean shift (the
-architecture keeps its parameters, so saved models load as before).
+architecture keeps its parameters, so saved models load as before). A layer that
+feeds a residual sum alone is solved for the sum (residual.py), and one that a
+ReLU follows asks negative targets only for "at or below zero" (wave.py). What
+each of these choices is worth was measured: bench/reconstruction.py.
 """
 from __future__ import annotations
 
@@ -86,7 +90,8 @@ def reconstruct(unpruned: nn.Module, pruned: nn.Module, images: Images, *,
                   diagonal of X'X (0: plain least squares), or "auto": chosen per layer
                   by two-fold cross-validation over the images (solve.RIDGE_GRID)
     batch_size    images per forward pass of the unpruned model
-    memory_mb     bound on the pruned model's activations in flight (sets the wave size)
+    memory_mb     bound on the activations in flight and the targets held (sets the wave size;
+                  more images than one wave holds are taken in several: see above)
     eval_images   held-out images for the logit errors (default: the first 256 calibration images)
     layers        rebuild exactly these layers (default: every conv/linear from the first change on)
     residual      a layer that feeds a residual addition alone is solved for the sum
@@ -114,18 +119,20 @@ def reconstruct(unpruned: nn.Module, pruned: nn.Module, images: Images, *,
     try:
         with torch.no_grad():
             device = _device(pruned)
-            p_plan = plan(unpruned, pruned, x[:2].to(device), kept_outputs, layers)
+            p_plan = plan(unpruned, pruned, x[:1].to(device), kept_outputs, layers)
             reference = _logits(unpruned, x_eval, batch_size)
             before = _relative_error(_logits(pruned, x_eval, batch_size), reference)
-            # every image of a wave is in flight at once: ~4 of the largest activation each
-            wave = max(1, int(memory_mb * 2 ** 20 // max(4 * 4 * p_plan.largest, 1)))
             per = max(1, math.ceil(max_rows / len(x)))
+            wave = _wave_size(p_plan, per, memory_mb)
+            batch_size = min(batch_size, wave)
             u_mods, p_mods = dict(unpruned.named_modules()), dict(pruned.named_modules())
             states = {l.name: LayerState(l, u_mods, p_mods, device, residual, relu_steps) for l in p_plan.layers}
             skipped = dict(p_plan.skipped)
             waves = 0
-            for w0 in range(0, len(x), wave):
-                run_wave(unpruned, pruned, x[w0:w0 + wave], states, skipped, per, ridge, batch_size, seed + waves)
+            starts = list(range(0, len(x), wave))
+            for w0 in starts:
+                run_wave(unpruned, pruned, x[w0:w0 + wave], states, skipped, per, ridge, batch_size, seed + waves,
+                         first=w0 == starts[0], last=w0 == starts[-1])
                 waves += 1
             after = _relative_error(_logits(pruned, x_eval, batch_size), reference)
     finally:
@@ -137,11 +144,20 @@ def reconstruct(unpruned: nn.Module, pruned: nn.Module, images: Images, *,
     rebuilt = [n for n in states if n not in skipped]
     return ReconstructReport(
         rebuilt=rebuilt, skipped=skipped, seconds=time.perf_counter() - start, images=len(x), waves=waves,
-        rows={n: states[n].eq.rows for n in rebuilt}, ridges={n: states[n].ridge for n in rebuilt}, logit_error_before=before, logit_error_after=after,
+        rows={n: states[n].rows for n in rebuilt}, ridges={n: states[n].ridge for n in rebuilt}, logit_error_before=before, logit_error_after=after,
         error_images=len(x_eval), error_on="held-out" if held_out else "calibration",
         peak_memory_mb=meter.stop(),
         settings={"max_rows": max_rows, "ridge": ridge, "memory_mb": memory_mb, "residual": residual,
                   "relu_steps": relu_steps, "seed": seed})
+
+
+def _wave_size(p_plan, per_image: int, memory_mb: int) -> int:
+    """Images per wave within `memory_mb`: each image of a wave is in flight at once
+    (about 4 of the largest activation, float32) and leaves `per_image` target rows
+    for every layer until that layer is solved."""
+    activations = 4 * 4 * p_plan.largest
+    targets = 4 * per_image * sum(int(l.keep.numel()) for l in p_plan.layers)
+    return max(1, int(memory_mb * 2 ** 20 // max(activations + targets, 1)))
 
 
 def _device(model: nn.Module) -> torch.device:

@@ -25,7 +25,8 @@ sums: X'X, X'Y, sum X, sum Y and the row count, accumulated in float64 per fold
 """
 from __future__ import annotations
 
-from typing import Optional, Union
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
@@ -65,15 +66,28 @@ class NormalEquations:
     def rows(self) -> int:
         return int(self.n.sum())
 
+    def merge_folds(self, pending):
+        """Once the ridge is chosen the folds are one: half the memory from here on.
+        Returns `pending` merged alike."""
+        if self.xx.shape[0] == 2:
+            self.xx, self.sx = self.xx.sum(0, keepdim=True), self.sx.sum(0, keepdim=True)
+            self.xy, self.sy, self.n = self.xy.sum(0, keepdim=True), self.sy.sum(0, keepdim=True), self.n.sum(0, True)
+        return tuple(p.sum(0, keepdim=True) for p in pending) if pending[0].shape[0] == 2 else pending
+
     def add_inputs(self, x: torch.Tensor, split: int) -> None:
-        """x: (groups, rows, inputs); rows before `split` are fold 0, the rest fold 1."""
-        for f, (lo, hi) in enumerate(((0, split), (split, x.shape[1]))):
+        """x: (groups, rows, inputs); rows before `split` are fold 0, the rest fold 1 (one
+        fold for all once merged)."""
+        if self.xx.shape[0] == 1:
+            split = x.shape[1]
+        for f, (lo, hi) in list(enumerate(((0, split), (split, x.shape[1]))))[:self.xx.shape[0]]:
             self.xx[f] += _products(x, x, lo, hi)
             self.sx[f] += x[:, lo:hi].float().sum(1).double()
             self.n[f] += hi - lo
 
     def targets(self, x: torch.Tensor, y: torch.Tensor, split: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(X'Y, sum Y) per fold of rows not yet committed; y: (groups, rows, outputs)."""
+        if self.xx.shape[0] == 1:
+            return _products(x, y, 0, x.shape[1])[None], y.sum(1)[None].double()
         xy = torch.stack([_products(x, y, 0, split), _products(x, y, split, x.shape[1])])
         sy = torch.stack([y[:, :split].sum(1), y[:, split:].sum(1)]).double()
         return xy, sy
@@ -104,26 +118,44 @@ class NormalEquations:
         b = (sy - (sx[:, None, :] @ w)[:, 0]) / n.clamp(min=1)
         return torch.cat([w, b[:, None, :]], 1)
 
-    def _choose(self, w0: torch.Tensor, pending) -> float:
-        """The RIDGE_GRID value with the least held-out error, fitting on one fold and
-        scoring on the other, both ways."""
-        if (self.n == 0).any():
+    def choose_ridge(self, w0: torch.Tensor, pending) -> float:
+        """The RIDGE_GRID value with the least held-out error (fit on one fold, score on the
+        other, both ways), walking downhill on the grid from its middle.
+        Layers with AUTO_ROWS_PER_INPUT rows per input or more take the smallest directly."""
+        k = self.xx.shape[2]
+        if self.n.numel() < 2 or (self.n == 0).any():
             return RIDGE_GRID[1]
-        errors = torch.zeros(len(RIDGE_GRID), dtype=torch.float64, device=self.xx.device)
+        if self.n.sum() >= AUTO_ROWS_PER_INPUT * k:
+            return RIDGE_GRID[0]
+        w0 = w0[:, :k].to(torch.float64)
+        folds = []
         for fit, held in ((0, 1), (1, 0)):
             xx, xy, sx, sy, n = self._centred([fit], pending)
-            scale = xx.diagonal(dim1=1, dim2=2).mean(1).clamp(min=1e-12)
-            vals, vecs = torch.linalg.eigh(xx)
-            vt_xy, vt_w0 = vecs.transpose(1, 2) @ xy, vecs.transpose(1, 2) @ w0
-            hxx, hsx, hn = self.xx[held], self.sx[held], self.n[held]
-            hxy, hsy = (self.xy + pending[0])[held], (self.sy + pending[1])[held]
-            for i, r in enumerate(RIDGE_GRID):
-                lam = (r * scale)[:, None]
-                w = vecs @ ((vt_xy + lam[:, :, None] * vt_w0) / (vals + lam)[:, :, None])
-                wb = self._bias(w, sx, sy, n)
-                errors[i] += self._held_error(wb, hxx, hsx, hxy, hsy, hn)
-        finite = torch.isfinite(errors)
-        return RIDGE_GRID[int(torch.where(finite, errors, torch.inf).argmin())] if finite.any() else RIDGE_GRID[-1]
+            folds.append((xx, xy, sx, sy, n, self.xx[held], self.sx[held], (self.xy + pending[0])[held],
+                          (self.sy + pending[1])[held], self.n[held]))
+        def error_at(r: float) -> float:
+            total = 0.0
+            for xx, xy, sx, sy, n, hxx, hsx, hxy, hsy, hn in folds:
+                lam = (r * xx.diagonal(dim1=1, dim2=2).mean(1).clamp(min=1e-12))[:, None, None]
+                chol, info = torch.linalg.cholesky_ex(xx + lam * torch.eye(k, dtype=xx.dtype, device=xx.device))
+                if int(info.max()) != 0:
+                    return float("inf")
+                w = torch.cholesky_solve(xy + lam * w0, chol)
+                total += float(self._held_error(self._bias(w, sx, sy, n), hxx, hsx, hxy, hsy, hn))
+            return total if total == total else float("inf")
+
+        # start in the middle of the grid and walk downhill: usually three values, not six
+        i = len(RIDGE_GRID) // 2
+        errors = {i: error_at(RIDGE_GRID[i]), i - 1: error_at(RIDGE_GRID[i - 1])}
+        step = -1 if errors[i - 1] <= errors[i] else 1
+        j = i - 1 if step < 0 else i
+        while 0 <= j + step < len(RIDGE_GRID):
+            errors[j + step] = error_at(RIDGE_GRID[j + step])
+            if errors[j + step] >= errors[j]:
+                break
+            j += step
+        best = min(errors, key=lambda t: (errors[t], -t))
+        return RIDGE_GRID[best] if errors[best] < float("inf") else RIDGE_GRID[-1]
 
     def _held_error(self, wb, xx, sx, xy, sy, n) -> torch.Tensor:
         """sum over held-out rows of |x w + b - y|^2, less the constant sum |y|^2."""
@@ -135,29 +167,50 @@ class NormalEquations:
             e = e + 2 * (b * (sx[:, None, :] @ w)[:, 0]).sum() + n * (b * b).sum() - 2 * (b * sy).sum()
         return e
 
-    def solve(self, w0: torch.Tensor, ridge: Union[float, str], pending) -> tuple[torch.Tensor, float]:
-        """(weights (groups, inputs [+ 1 bias], outputs), the ridge used); w0 in the same
-        layout. Raises FloatingPointError when no finite answer exists."""
-        w0 = w0.to(torch.float64)
-        k = self.xx.shape[2]
-        if not all(torch.isfinite(t).all() for t in (self.xx, self.sx, pending[0], pending[1])):
+    def factorise(self, ridge: float) -> "Factor":
+        """The regularised system of all rows so far, factorised once for any targets.
+        Raises FloatingPointError when the inputs were not finite."""
+        if not (torch.isfinite(self.xx).all() and torch.isfinite(self.sx).all()):
             raise FloatingPointError("non-finite activations")
-        if ridge == "auto":     # rows enough to pin every weight down: the smallest ridge on the grid
-            ridge = self._choose(w0[:, :k], pending) if self.n.sum() < AUTO_ROWS_PER_INPUT * k else RIDGE_GRID[0]
-        xx, xy, sx, sy, n = self._centred([0, 1], pending)
+        xx, sx, n = self.xx.sum(0), self.sx.sum(0), self.n.sum()
+        if self.bias and n > 0:
+            xx = xx - sx[:, :, None] * sx[:, None, :] / n
+        k = xx.shape[1]
         scale = xx.diagonal(dim1=1, dim2=2).mean(1).clamp(min=1e-12)
-        lam = (ridge * scale)[:, None]
+        lam = (ridge * scale)[:, None, None]
         eye = torch.eye(k, dtype=torch.float64, device=xx.device)
         for _ in range(8):        # a singular system gets more regularisation until it factorises
-            a = xx + lam[:, :, None] * eye
-            b = xy + lam[:, :, None] * w0[:, :k]
-            chol, info = torch.linalg.cholesky_ex(a)
+            chol, info = torch.linalg.cholesky_ex(xx + lam * eye)
             if int(info.max()) == 0:
-                w = torch.cholesky_solve(b, chol)
-                if torch.isfinite(w).all():
-                    return self._bias(w, sx, sy, n), float(ridge)
-            lam = torch.where(lam > 0, lam * 10, scale[:, None] * 1e-6)
-        w = torch.linalg.lstsq(a, b, driver="gelsd" if a.device.type == "cpu" else None).solution
+                return Factor(chol, None, lam, sx, n, float(ridge))
+            lam = torch.where(lam > 0, lam * 10, scale[:, None, None] * 1e-6)
+        return Factor(None, xx + lam * eye, lam, sx, n, float(ridge))
+
+    def solve(self, factor: "Factor", w0: torch.Tensor, pending) -> torch.Tensor:
+        """The weights (groups, inputs [+ 1 bias], outputs) for the committed rows and
+        `pending`'s targets; w0 in the same layout. Raises FloatingPointError when no
+        finite answer exists."""
+        if not (torch.isfinite(pending[0]).all() and torch.isfinite(pending[1]).all()):
+            raise FloatingPointError("non-finite activations")
+        k = self.xx.shape[2]
+        xy, sy, n = (self.xy + pending[0]).sum(0), (self.sy + pending[1]).sum(0), factor.n
+        if self.bias and n > 0:
+            xy = xy - factor.sx[:, :, None] * sy[:, None, :] / n
+        b = xy + factor.lam * w0[:, :k].to(torch.float64)
+        if factor.chol is not None:
+            w = torch.cholesky_solve(b, factor.chol)
+        else:
+            w = torch.linalg.lstsq(factor.matrix, b, driver="gelsd" if b.device.type == "cpu" else None).solution
         if not torch.isfinite(w).all():
             raise FloatingPointError("the regularised system has no finite solution")
-        return self._bias(w, sx, sy, n), float(ridge)
+        return self._bias(w, factor.sx, sy, n)
+
+
+@dataclass
+class Factor:
+    chol: Optional[torch.Tensor]          # Cholesky factor of X'X + lam I (centred), or None:
+    matrix: Optional[torch.Tensor]        # ... the matrix itself, solved by least squares
+    lam: torch.Tensor
+    sx: torch.Tensor
+    n: torch.Tensor
+    ridge: float

@@ -56,6 +56,7 @@ class LayerState:
             self.mean0 = self.bn_p.running_mean.detach().clone()
         self.w0 = self._current()
         self.ridge = None                    # the ridge of the last solve (None: not solved yet)
+        self.w, self.rows = None, 0          # the last solution, and the rows it was solved from
 
     def _current(self) -> torch.Tensor:
         p, g = self.layer.pruned, self.layer.groups
@@ -71,10 +72,11 @@ class LayerState:
         return y.double() * a + c
 
     def fit(self, rows: torch.Tensor, wanted: torch.Tensor, skip: Optional[torch.Tensor], split: int,
-            ridge) -> None:
-        """Solve with rows (inputs) for `wanted` (output space: after the BatchNorm, the
-        sum where `skip` is added) and write the weights. Rows before `split` are the
-        first cross-validation fold."""
+            ridge, solve: bool, final: bool) -> bool:
+        """Add the rows (inputs) and their targets `wanted` (output space: after the
+        BatchNorm; the sum where `skip` is added) to the normal equations; with `solve`,
+        solve and write the weights (True when written). Rows before `split` are the first
+        cross-validation fold. `final`: no rows follow, the statistics are freed."""
         g = self.layer.groups
         a, c = self.p_affine
         offset = skip.double() if skip is not None else 0.0
@@ -82,20 +84,34 @@ class LayerState:
         def grouped(t):
             return t.reshape(t.shape[0], g, -1).transpose(0, 1)
 
+        def relu_target(w):
+            """a negative target is met by anything at or below zero: ask for no more than that"""
+            made = self.eq.predict(x, w).transpose(0, 1).reshape(-1, self.out) * a + c + offset
+            return torch.where(wanted > 0, wanted, made.clamp(max=0.0))
+
         x = grouped(rows)
         self.eq.add_inputs(x, split)
-        target = wanted
+        pending = self.eq.targets(x, grouped((wanted - offset - c) / a), split)
+        if not solve:       # a middle wave: its rows count, the weights stay until the last wave
+            if self.relu_steps and self.w is not None:
+                pending = self.eq.targets(x, grouped((relu_target(self.w) - offset - c) / a), split)
+            self.eq.commit(pending)
+            return False
+        if ridge == "auto":         # chosen once per layer, on the first wave's rows
+            ridge = self.ridge if self.ridge is not None else self.eq.choose_ridge(self.w0, pending)
+        pending = self.eq.merge_folds(pending)
+        factor = self.eq.factorise(ridge)
         for step in range(self.relu_steps + 1):
-            pending = self.eq.targets(x, grouped((target - offset - c) / a), split)
-            w, ridge = self.eq.solve(self.w0, ridge, pending)
+            w = self.eq.solve(factor, self.w0, pending)
             if step == self.relu_steps:
                 break
-            # a negative target is met by anything at or below zero: ask for no more than that
-            made = self.eq.predict(x, w).transpose(0, 1).reshape(-1, self.out) * a + c + offset
-            target = torch.where(wanted > 0, wanted, made.clamp(max=0.0))
+            pending = self.eq.targets(x, grouped((relu_target(w) - offset - c) / a), split)
         self.eq.commit(pending)
-        self.ridge = ridge
+        self.ridge, self.w, self.rows = ridge, w, self.eq.rows
+        if final:
+            self.eq = None
         self._write(w)
+        return True
 
     @torch.no_grad()
     def _write(self, w: torch.Tensor) -> None:
@@ -116,8 +132,13 @@ def _fast(x: torch.Tensor) -> torch.Tensor:
 
 
 def run_wave(unpruned: nn.Module, pruned: nn.Module, x: torch.Tensor, states: dict[str, LayerState],
-             skipped: dict[str, str], per_image: int, ridge, batch_size: int, seed: int) -> None:
-    """The first half of the wave's images is one cross-validation fold, the rest the other."""
+             skipped: dict[str, str], per_image: int, ridge, batch_size: int, seed: int, first: bool,
+             last: bool) -> None:
+    """One wave. Layers are solved in the first wave (so that the rest see rebuilt
+    inputs) and the last (from every wave's rows); a middle wave only adds rows, which
+    saves a factorisation per layer and wave. The first half of the wave's images is
+    one cross-validation fold, the rest the other."""
+    solving = first or last
     device = next(pruned.parameters()).device
     n = len(x)
     half = (n + 1) // 2
@@ -159,7 +180,7 @@ def run_wave(unpruned: nn.Module, pruned: nn.Module, x: torch.Tensor, states: di
                     return
                 try:
                     state.fit(rows, state.unpruned_output(torch.cat(targets.pop(name))), None,
-                              half * pos[name].shape[1], ridge)
+                              half * pos[name].shape[1], ridge, solving, last)
                 except (FloatingPointError, RuntimeError) as e:
                     skipped[name] = f"solve failed: {e}"
         return hook
@@ -181,12 +202,13 @@ def run_wave(unpruned: nn.Module, pruned: nn.Module, x: torch.Tensor, states: di
             return None
         layer = state.layer
         try:
-            state.fit(wait["rows"], torch.cat(targets.pop(name)).double(), output_rows(layer.pruned, skip, pos[name]),
-                      half * pos[name].shape[1], ridge)
+            written = state.fit(wait["rows"], torch.cat(targets.pop(name)).double(),
+                                output_rows(layer.pruned, skip, pos[name]), half * pos[name].shape[1], ridge, solving,
+                                last)
         except (FloatingPointError, RuntimeError) as e:
             skipped[name] = f"solve failed: {e}"
             return None
-        return recompute(layer.pruned, state.bn_p, wait["input"]) + skip
+        return recompute(layer.pruned, state.bn_p, wait["input"]) + skip if written else None
 
     handles = []
     try:
