@@ -48,7 +48,7 @@ def trial_model(run_dir: str | Path, trial_id: str, data_dir: Optional[str] = No
         for link in reversed(chain[:-1] if model is not None else chain):
             settings = TrialSettings.from_identity(link.spec["settings"])
             ctx = ctx or TrialContext(settings, with_reconstruction_images(
-                                          settings.prune, data or load_dataset(cfg.dataset, seed=cfg.seed), cfg.seed),
+                                          settings.prune, data or load_dataset(cfg.dataset, seed=cfg.seed), cfg.seed, check=False),
                                       replace(RunOptions.from_config(cfg, run.path), device="cpu"))
             start = Parent(model, rows[link.spec["parent"]].metrics) if link.spec.get("parent") else None
             model = run_trial(TrialSpec.from_dict(link.spec).trained_twin(), ctx, parent=start).model
