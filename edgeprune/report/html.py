@@ -31,6 +31,7 @@ from plotly.offline import get_plotlyjs
 from ..config import BASELINE, rate_label
 from ..metrics import fmt, latency_label, metric
 from .data import ReportData, status_summary
+from .recovery_figure import recovery_path
 from .figures import (algorithm_colors, algorithms_at_rate, layer_heatmap, metric_vs_rate, natural_key, rate_order,
                       runtimes, tradeoff)
 from ..pareto import pareto_front
@@ -233,7 +234,7 @@ def render_html(data: ReportData, files: Optional[list[str]] = None) -> str:
                        "fig-params-rate"),
         tradeoff(trials, "params", "fig-params"), tradeoff(trials, "macs", "fig-macs"),
         tradeoff(trials, "latency_ms", "fig-latency"), runtimes(trials, "fig-runtimes"),
-        algorithms_at_rate(trials, "fig-algos"),
+        algorithms_at_rate(trials, "fig-algos"), recovery_path(trials, "fig-recovery"),
         *[layer_heatmap(trials, data.layers, m, fig_id) for fig_id, m in heatmaps.items()]]
     figs_json = "[" + ",".join(f'{{"id":{json.dumps(f.id)},"fig":{pio.to_json(render_plotly(f), validate=False)}}}'
                                for f in figures) + "]"
@@ -252,6 +253,7 @@ def render_html(data: ReportData, files: Optional[list[str]] = None) -> str:
              "edgeprune comparison · " + " vs ".join(r.label for r in data.runs))
     sections = [("setup", "Set-up"), ("best", "Best trade-offs"), ("rate", "Accuracy and size vs pruning rate"),
                 ("tradeoffs", "Accuracy vs parameters, MACs and latency"), ("algorithms", "Algorithms at equal rate"),
+                ("recovery", "Recovery path"),
                 ("trials", "All trials"), ("channels", "Channels per layer")] + ([("files", "Figures as files")]
                                                                                  if files else [])
     return _environment().get_template("report.html.j2").render(
