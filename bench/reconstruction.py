@@ -12,6 +12,10 @@ BatchNorm recalibration and fine-tuning.
     from the rebuilt model; the 300-step runs are evaluated every --curve-every steps,
     which gives the steps the recalibrated model needs to reach the rebuilt model's
     zero-step accuracy, against the seconds rebuilding took.
+(c) ablation (--part ablation): at --ablation-rates, what each choice of the solver is
+    worth: plain ridge least squares on each layer's own output (no residual
+    compensation, no ReLU-aware targets, a fixed ridge), then each choice added
+    alone, then all of them (the default); zero-step accuracy and time.
 (b) seed: the seven reference torchvision models with random weights at 224 px, on
     CIFAR-10 training images resized to 224 px. A random network's BatchNorm statistics
     (mean 0, variance 1) make its activations vanish or explode with depth, so they are
@@ -145,6 +149,39 @@ def finetune_part(args, starts: dict, train, test_loader) -> dict:
     return found
 
 
+ABLATION = {   # label -> reconstruct() options
+    "plain (own output, fixed ridge 1e-3)": {"residual": False, "relu_steps": 0, "ridge": 1e-3},
+    "+ residual compensation": {"residual": True, "relu_steps": 0, "ridge": 1e-3},
+    "+ ReLU-aware targets": {"residual": False, "relu_steps": 2, "ridge": 1e-3},
+    "+ ridge by cross-validation": {"residual": False, "relu_steps": 0, "ridge": "auto"},
+    "no ridge (0)": {"residual": True, "relu_steps": 2, "ridge": 0.0},
+    "all (the default)": {},
+}
+
+
+def ablation_part(args, out: dict, save) -> None:
+    data = load_dataset(DatasetConfig(root=args.data_dir))
+    mean, std = IMAGENET
+    test = data.test.subset(args.test_images / len(data.test), seed=1)
+    test_loader = BatchLoader(test, 500, mean, std, channels_last=True)
+    calibration = first_images(BatchLoader(data.train, 256, mean, std, shuffle=True, seed=0), args.images)
+    rows = out.setdefault("ablation", [])
+    for name in args.models:
+        unpruned = create_model(name, 10, pretrained=True, weights_dir=args.weights_dir).eval()
+        for rate in args.ablation_rates:
+            result = prune_model(unpruned, "l1", rate, 32)
+            for label, options in ABLATION.items():
+                rebuilt = copy.deepcopy(result.model)
+                report = reconstruct(unpruned, rebuilt, calibration, kept_outputs=result.kept_outputs, **options)
+                row = {"model": name, "algorithm": "l1", "rate": rate, "variant": label, "options": options,
+                       "accuracy_reconstructed": evaluate(rebuilt, test_loader), "seconds": report.seconds,
+                       "logit_error_reconstructed": report.logit_error_after}
+                rows.append(row)
+                print(f"{name} l1 {rate} {label}: {row['accuracy_reconstructed']:.4f} in {report.seconds:.1f} s",
+                      flush=True)
+                save()
+
+
 def seed_part(args, out: dict, save) -> None:
     data = load_dataset(DatasetConfig(root=args.data_dir))
     mean, std = IMAGENET
@@ -175,7 +212,7 @@ def main() -> None:
     ap.add_argument("--data-dir", default="../shared/datasets")
     ap.add_argument("--weights-dir", default="../shared/models/cifar10")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--part", choices=["real", "seed", "both"], default="both")
+    ap.add_argument("--part", choices=["real", "seed", "both", "ablation"], default="both")
     ap.add_argument("--models", nargs="*", default=["resnet20", "resnet56"])
     ap.add_argument("--algorithms", nargs="*", default=["l1", "fpgm"])
     ap.add_argument("--rates", type=float, nargs="*", default=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
@@ -185,6 +222,7 @@ def main() -> None:
     ap.add_argument("--curve-every", type=int, default=20)
     ap.add_argument("--images", type=int, default=1024)
     ap.add_argument("--test-images", type=int, default=2000)
+    ap.add_argument("--ablation-rates", type=float, nargs="*", default=[0.3, 0.5])
     ap.add_argument("--seed-models", nargs="*", default=SEED_MODELS)
     ap.add_argument("--seed-size", type=int, default=224)
     ap.add_argument("--seed-images", type=int, default=1024)
@@ -201,7 +239,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     out = {"cpu": cpu_name(), "threads": args.threads, "settings": {k: v for k, v in vars(args).items()},
            "load_average_at_start": os.getloadavg()}
-    target = args.out or str(RESULTS / ("reconstruction_quick.json" if args.quick else "reconstruction.json"))
+    target = args.out or str(RESULTS / ("reconstruction_quick.json" if args.quick else
+                                        "reconstruction_ablation.json" if args.part == "ablation" else
+                                        "reconstruction.json"))
     t0 = time.time()
 
     def save():
@@ -213,6 +253,8 @@ def main() -> None:
         real_part(args, out, save)
     if args.part in ("seed", "both"):
         seed_part(args, out, save)
+    if args.part == "ablation":
+        ablation_part(args, out, save)
     save()
     print(f"wrote {target}")
 
