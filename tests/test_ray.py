@@ -9,6 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -42,9 +43,18 @@ def _cfg(data, out, **kw):
 
 
 def test_ray_gives_the_same_results_as_local(ray_instance, tiny_cifar, tmp_path):
-    run_sweep(_cfg(tiny_cifar, tmp_path / "local"))
-    run_sweep(_cfg(tiny_cifar, tmp_path / "ray", executor="ray"))
-    cols = ["trial_id", "status", "accuracy", "accuracy_pruned", "params", "macs", "finetune_steps"]
+    # layers rebuilt from a folder of the user's own images: the images reach the workers with the data
+    from PIL import Image
+    folder = tmp_path / "unlabeled"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    prune = {"reconstruct": 32, "reconstruct_from": str(folder)}
+    run_sweep(_cfg(tiny_cifar, tmp_path / "local", prune=prune))
+    run_sweep(_cfg(tiny_cifar, tmp_path / "ray", executor="ray", prune=prune))
+    cols = ["trial_id", "status", "accuracy", "accuracy_pruned", "accuracy_reconstructed", "reconstruct_images",
+            "params", "macs", "finetune_steps"]
     local = load_results(tmp_path / "local")[cols]
     parallel = load_results(tmp_path / "ray")[cols]
     assert (local["status"] == "done").all() and len(local) == 3
