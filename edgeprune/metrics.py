@@ -4,7 +4,8 @@ how it is written. Tables (`show`, `recommend`), the CSV, the HTML report and
 says what was measured.
 
 Formats ("kind"): fraction (0.913 -> 91.30 %), points (an accuracy difference in
-points), count, mega (millions), bytes, ms, seconds, int, text.
+points), count, mega (millions), bytes, ms, seconds, int, ratio (×1.08), flag (yes / no),
+text.
 """
 from __future__ import annotations
 
@@ -60,6 +61,14 @@ METRICS: dict[str, Metric] = {m.key: m for m in [
            "of the search's first timing)"),
     Metric("latency_reached_ms", "reached ms", "ms", "a fresh timing of that model after the search"),
     Metric("latency_threads", "threads", "int", "threads the first latency backend ran with"),
+    Metric("cpu_int8", "CPU int8", "text", "int8 dot-product instructions of the CPU latency was measured on "
+           "(AVX512-VNNI, AVX-VNNI, AMX-INT8, Arm-DOTPROD, Arm-I8MM; none: int8 kernels widen to 16 bits and "
+           "rarely beat fp32); a device's own is latency_<backend>_cpu_int8"),
+    Metric("int8_vs_fp32", "int8 ×fp32", "ratio", "an int8 variant's latency over its fp32 twin's on the first "
+           "latency backend (each timed paired with the unpruned model where both were): above 1, int8 is "
+           "slower; latency_<backend>_vs_fp32 for each backend", "lower"),
+    Metric("int8_slower", "int8 slower", "flag", "the int8 variant runs slower than its fp32 twin on the first "
+           "latency backend (int8_vs_fp32 > 1); int8_slower_on names every backend where it does"),
     Metric("latency_batch_size", "batch", "int", "batch size of the latency measurement"),
     Metric("sparsity", "sparsity %", "fraction", "fraction of the targeted weights set to zero (unstructured "
            "pruning)"),
@@ -78,7 +87,7 @@ METRICS: dict[str, Metric] = {m.key: m for m in [
 
 # the columns of `show` / recommend in order of importance: the first ones always fit
 SHOW_ORDER = ["accuracy", "params", "latency_ms", "param_reduction", "macs", "mac_reduction", "accuracy_pruned",
-              "accuracy_recalibrated", "size_bytes", "latency_p90_ms", "sparsity", "finetune_seconds"]
+              "accuracy_recalibrated", "size_bytes", "int8_vs_fp32", "latency_p90_ms", "sparsity", "finetune_seconds"]
 
 
 def metric(key: str) -> Metric:
@@ -114,6 +123,8 @@ def fmt(key: str, v: Any, short: bool = True, empty: str = "") -> str:
     if _missing(v):
         return empty
     kind = metric(key).kind
+    if kind == "flag" and isinstance(v, (bool, int, float)):
+        return "yes" if v else "no"
     if isinstance(v, bool) or kind == "text" or not isinstance(v, (int, float)):
         return str(v)
     if kind == "fraction":
@@ -132,6 +143,10 @@ def fmt(key: str, v: Any, short: bool = True, empty: str = "") -> str:
         return f"{v:.1f}"
     if kind == "int":
         return f"{v:.0f}"
+    if kind == "ratio":
+        return f"×{v:.2f}"
+    if kind == "flag":
+        return "yes" if v else "no"
     return f"{v:g}"
 
 

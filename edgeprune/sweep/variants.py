@@ -10,11 +10,13 @@ from __future__ import annotations
 import torch
 
 from ..measure.accuracy import onnx_accuracy
+from ..measure.int8_speed import speed_against_twin
 from ..measure.latency import architecture_signature, measure_latencies
 
 
 # the twin's metrics a variant does not inherit: it measures its own
-NOT_INHERITED = ("latency_", "onnx_", "trial_seconds", "size_bytes", "accuracy")   # model_path: the twin's
+NOT_INHERITED = ("latency_", "onnx_", "trial_seconds", "size_bytes", "accuracy", "cpu_int8", "int8_")
+# (model_path: the twin's)
 
 
 def int8(model, trained: dict, ctx, base, spec) -> dict:
@@ -37,6 +39,7 @@ def int8(model, trained: dict, ctx, base, spec) -> dict:
         sig = architecture_signature(model, base.input_size) + "-int8"
         metrics.update(measure_latencies(files, ctx.latency_backends, quantized=True, known=ctx.timing.known(sig)))
         ctx.timing.unify(metrics)
+        metrics.update(speed_against_twin(metrics, trained))
         kept = ctx.sink.keep_files([int8_path])
         if kept:
             metrics["onnx_path"] = kept[int8_path.name]

@@ -15,6 +15,8 @@ RUNTIMES = ("onnxruntime", "openvino", "litert")
 
 
 class Device(LatencyBackend):
+    remote = True           # timed on the device: its own CPU's int8 instructions, not this machine's
+
     def __init__(self, spec):
         super().__init__(spec)
         self.runtime = spec.runtime or "onnxruntime"
@@ -57,7 +59,8 @@ class Device(LatencyBackend):
         info = r.get("device", {})
         extra = {k: r[k] for k in ("ci_rel", "iqr_ms", "ci_low_ms", "ci_high_ms", "repeats") if k in r}
         return Measurement(r["median_ms"], r["p90_ms"], {**extra, "runtime": self.runtime,
-                                                         "device": device_summary(info), "info": info})
+                                                         "device": device_summary(info), "info": info,
+                                                         "cpu_int8": info.get("cpu_int8") or "unknown"})
 
 
 def device_summary(info: dict) -> str:
