@@ -55,6 +55,14 @@ METRICS: dict[str, Metric] = {m.key: m for m in [
     Metric("latency_relative", "lat ×orig", "float", "latency on the first latency backend divided by the "
            "unpruned model's, each call paired with one of it (ABBA), as the ratio of their 10th-percentile "
            "times (machine load cancels; measure.latency_reference)", "lower"),
+    Metric("held_out_drop", "held-out Δ pt", "points", "int8 with max_drop: the int8 file's accuracy drop "
+           "against its fp32 twin on held-out training images (neither calibration images nor the test set), "
+           "after accuracy control", "lower"),
+    Metric("float_layer_count", "float layers", "int", "int8 with max_drop: layers kept in float so that the "
+           "drop holds (their names: float_layers)"),
+    Metric("float_layers_cost", "float cost ×", "ratio", "int8 with max_drop: latency of the mixed-precision file "
+           "over the plain int8 file's, on the first backend that runs onnxruntime's int8 (paired where it can)",
+           "lower"),
     Metric("latency_target_ms", "target ms", "ms", "the latency a `rates: [{latency_ms: T}]` trial aimed for"),
     Metric("latency_search_ms", "search ms", "ms", "the latency the target search measured for the model it "
            "chose (timed paired with the unpruned model where the backend can: its relative figure on the scale "

@@ -25,6 +25,7 @@ from ..registry import ALGORITHMS, VARIANTS
 from ..train import finetune, recalibrate_bn
 from .limits import time_limit
 from ..config import NO_VARIANT
+from ..config.variants import variant_name
 from .context import TrialContext
 from .unpruned import UnprunedModel
 from .plan import TrialSpec
@@ -250,7 +251,7 @@ def _variants(t: _Trial, ctx: TrialContext, variants: Sequence[TrialSpec], outco
     for v in variants:
         start = time.perf_counter()
         try:
-            row = VARIANTS.get(v.quantize)(t.model, t.metrics, ctx, t.base, v)
+            row = VARIANTS.get(variant_name(v.quantize))(t.model, t.metrics, ctx, t.base, v)
         except Exception as e:  # noqa: BLE001 - recorded in the variant's row
             if ctx.disk_full(e):
                 raise                   # a full disk stops the sweep: nothing failed
