@@ -38,6 +38,7 @@ class TrialArtifacts:
         # "held_out": images}: with accuracy control (a variant sets it before any int8 file is made)
         self.int8_options: Optional[dict] = None
         self.controlled: dict[int, ControlledReport] = {}
+        self.int8_fixed = False       # the int8 file is given (use_int8), not quantized from the fp32 one
         # what backends check their runtime's output against (real test images) and measure accuracy on
         self.parity_images = check_images(input_size)[:16].contiguous().numpy()
         self.test_batches = test_batches
@@ -97,6 +98,16 @@ class TrialArtifacts:
                 calibration_images=d.calibration_images, method=d.calibration_method, per_channel=d.per_channel,
                 activation_type=d.activation_type, reduce_range=d.reduce_range)
         return self.quantized[size].path
+
+    def use_int8(self, path: Path, method: str, seconds: float, size: Optional[int] = None) -> None:
+        """Make `path` (an int8 QDQ ONNX file made elsewhere: quantization-aware training)
+        this model's int8 file; runtimes then run it rather than quantize the fp32 one."""
+        size = size or self.input_size
+        path = Path(path)
+        fp32 = self.onnx(size)
+        self.quantized[size] = QuantizeReport(path, fp32, path.stat().st_size, fp32.stat().st_size, 0, method, True,
+                                              "uint8", "int8", "qdq", False, seconds)
+        self.int8_fixed = True
 
     @property
     def max_drop(self) -> Optional[float]:

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from typing import Optional
 
+import copy
+
 import torch
 
 from ..config.variants import variant_options
+from ..errors import EdgepruneError
 from ..measure.accuracy import onnx_accuracy
 from ..measure.int8_speed import speed_against_twin
 from ..measure.latency import architecture_signature, measure_latencies
@@ -32,18 +35,45 @@ def int8(model, trained: dict, ctx, base, spec) -> dict:
     return quantized_row(model, trained, ctx, base, spec, max_drop=options.max_drop, held_out=options.held_out)
 
 
+def qat(model, trained: dict, ctx, base, spec) -> dict:
+    """Quantization-aware fine-tuning of the twin's fine-tuned model (deploy.qat: PT2E
+    fake quantization, `steps` steps of the configured optimiser), exported as a QDQ int8
+    ONNX file and measured like `int8`. Nothing is pruned or fine-tuned again: it starts
+    from the twin's model, in the same task (or from its saved model on a retry)."""
+    from ..deploy.qat import missing, qat_int8
+    why = missing()
+    if why:
+        raise EdgepruneError(why)
+    options = variant_options(spec.quantize)
+    settings = ctx.settings.finetune
+    lr = options.lr if options.lr is not None else settings.lr / 10
+
+    def make(files) -> dict:
+        report = qat_int8(ctx.on_device(copy.deepcopy(model)), ctx.loaders.train(base, spec.seed), settings,
+                          options.steps, lr, files.folder / f"{files.stem}.qat.int8.onnx", base.input_size,
+                          torch.from_numpy(files.parity_images), seed=spec.seed,
+                          dynamic_batch=ctx.settings.deploy.dynamic_batch)
+        files.use_int8(report.path, "qat", report.seconds + report.export_seconds)
+        return {"qat_steps": report.steps, "qat_lr": report.lr, "qat_seconds": report.seconds,
+                "qat_losses": report.losses, "qat_export_max_abs_diff": report.max_abs_diff,
+                "qat_export_top1_agreement": report.top1_agreement, "calibration_images": 0}
+
+    return quantized_row(model, trained, ctx, base, spec, make=make, signature="-qat")
+
+
 def quantized_row(model, trained: dict, ctx, base, spec, *, max_drop: Optional[float] = None,
-                  held_out: int = 1000, extra: Optional[dict] = None) -> dict:
-    """The row of an int8 file made from `model` (the twin's, or one fine-tuned further),
-    measured like every model and compared with the fp32 twin's row `trained`."""
+                  held_out: int = 1000, make=None, signature: str = "-int8") -> dict:
+    """The row of an int8 file made from `model` (the twin's fine-tuned model), measured
+    like every model and compared with the fp32 twin's row `trained`. `make(files)`
+    makes the int8 file itself (files.use_int8) and returns metrics of its own."""
     twin_id = spec.trained_twin().trial_id
     metrics = {k: v for k, v in trained.items() if not k.startswith(NOT_INHERITED)}
     metrics["accuracy_pruned"] = trained.get("accuracy_pruned")
-    metrics.update(extra or {})
     files = ctx.deploy_files(twin_id, model, base, spec.seed)
     if max_drop is not None:
         files.int8_options = {"max_drop": max_drop, "held_out": held_out}
     try:
+        made = make(files) if make is not None else {}
         int8_path = files.int8()
         q = files.int8_report()
         metrics.update(files.export_metrics())
@@ -52,8 +82,8 @@ def quantized_row(model, trained: dict, ctx, base, spec, *, max_drop: Optional[f
                        size_bytes=q.size_bytes, size_kind="int8 onnx", onnx_size_bytes=q.size_bytes,
                        size_bytes_fp32_onnx=q.fp32_size_bytes, calibration_images=q.calibration_images,
                        quantize_seconds=q.seconds)
+        metrics.update(made)
         control = files.controlled.get(files.input_size)
-        signature = "-int8"
         if control is not None:
             metrics.update(control_metrics(control))
         if max_drop is not None:

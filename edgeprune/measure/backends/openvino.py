@@ -29,8 +29,21 @@ class OpenVINO(LatencyBackend):
         self._controlled: dict[str, dict] = {}      # int8 file -> what NNCF's accuracy control kept in float
 
     def artifact(self, files, quantized):
+        if quantized and getattr(files, "int8_fixed", False):      # an int8 QDQ file made elsewhere (QAT)
+            return self.read_int8(files.int8(self.size(files)), files)
         fp32 = self.compile_file(files.onnx(self.size(files)), self.size(files))
         return self.quantize(fp32, files) if quantized else fp32
+
+    def read_int8(self, path: Path, files) -> Path:
+        """An int8 QDQ ONNX file as OpenVINO IR (its QDQ pairs become int8 kernels), at a
+        static batch (as NNCF's: see quantize)."""
+        import openvino as ov
+        out = Path(path).with_name(Path(path).name.replace(".onnx", f".b{self.spec.batch_size}.openvino.xml"))
+        if not out.is_file():
+            model = ov.Core().read_model(str(path))
+            model.reshape([self.spec.batch_size, 3, self.size(files), self.size(files)])
+            ov.save_model(model, str(out), compress_to_fp16=False)
+        return out
 
     def quantize(self, xml: Path, files) -> Path:
         max_drop = getattr(files, "max_drop", None)
