@@ -142,6 +142,24 @@ class TrialArtifacts:
         finally:
             self.quantized[size] = kept
 
+    def static_int8(self, size: Optional[int] = None, batch: int = 1) -> Path:
+        """The int8 file with its batch fixed (for compilers that want static shapes): the
+        static fp32 export quantized as int8() was (the same layers kept in float), or
+        the given int8 file (use_int8) as it is."""
+        size = size or self.input_size
+        if self.int8_fixed or (not self.deploy.dynamic_batch and batch == 1):
+            return self.int8(size)
+        key = (size, batch, "int8")
+        if key not in self._static:
+            self.int8(size)
+            control, d = self.controlled.get(size), self.deploy
+            self._static[key] = quantize_onnx(
+                self.static_onnx(size, batch), self._name(size, f".static{batch}.int8.onnx"), self._calibration(size),
+                calibration_images=d.calibration_images, method=d.calibration_method, per_channel=d.per_channel,
+                activation_type=d.activation_type, reduce_range=d.reduce_range,
+                exclude=control.float_layers if control else ()).path
+        return self._static[key]
+
     def calibration_batches(self, size: Optional[int] = None) -> list:
         """The calibration images at `size` (deploy.calibration_images of them, float32 NCHW
         numpy batches): what int8 quantizers in other runtimes calibrate on."""

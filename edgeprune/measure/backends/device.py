@@ -32,9 +32,11 @@ class Device(LatencyBackend):
             raise EdgepruneError(f"measure.latency device {spec.device}: {e}") from None
         self._litert = None
 
+    offers_int8 = True      # the int8 ONNX file (onnxruntime, OpenVINO) or the int8 .tflite (LiteRT) on the device
+
     @property
-    def offers_int8(self) -> bool:
-        return self.runtime != "litert"     # the int8 ONNX file, in onnxruntime or OpenVINO on the device
+    def runs_int8_onnx(self) -> bool:
+        return self.runtime == "onnxruntime"
 
     def artifact(self, files, quantized):
         if self.runtime == "litert":
@@ -44,14 +46,10 @@ class Device(LatencyBackend):
         return super().artifact(files, quantized)
 
     def assess(self, files, quantized):
-        if self.runtime == "litert" and quantized:
-            return {}
         path = self.artifact(files, quantized)
         return {"file_bytes": path.stat().st_size}       # accuracy and parity: in this machine's backends
 
     def time(self, files, quantized):
-        if self.runtime == "litert" and quantized:
-            return None
         s = self.spec
         r = self.client.benchmark(self.artifact(files, quantized), threads=s.threads, warmup=s.warmup,
                                   repeats=s.repeats, batch_size=s.batch_size, runtime=self.runtime,
