@@ -72,7 +72,7 @@ def test_qat_rows_train_once_from_their_twin_and_resume(tiny_cifar, tmp_path, co
     assert (qat["fp32_trial_id"].map(fp32["accuracy"]) == qat["accuracy_fp32"]).all()
     assert (qat["qat_steps"] == 3).all() and (qat["qat_export_top1_agreement"] >= 0.9).all()
     assert (qat["latency_onnxruntime_ms"] > 0).all() and (qat["size_bytes"] > 0).all()
-    assert qat["int8_vs_fp32"].notna().all() and (qat["calibration_images"] == 0).all()
+    assert qat["int8_vs_fp32"].notna().all() and (qat["calibration_images"] == 32).all()
     # `deploy` of a QAT row writes the int8 file QAT made (kept with deploy.save_onnx), not a new PTQ one
     out = tmp_path / "release"
     assert main(["deploy", str(tmp_path / "run"), qat.iloc[-1]["trial_id"][:8], "-o", str(out)]) == 0

@@ -99,14 +99,16 @@ class TrialArtifacts:
                 activation_type=d.activation_type, reduce_range=d.reduce_range)
         return self.quantized[size].path
 
-    def use_int8(self, path: Path, method: str, seconds: float, size: Optional[int] = None) -> None:
+    def use_int8(self, path: Path, method: str, seconds: float, size: Optional[int] = None,
+                 calibration_images: int = 0) -> None:
         """Make `path` (an int8 QDQ ONNX file made elsewhere: quantization-aware training)
         this model's int8 file; runtimes then run it rather than quantize the fp32 one."""
         size = size or self.input_size
         path = Path(path)
         fp32 = self.onnx(size)
-        self.quantized[size] = QuantizeReport(path, fp32, path.stat().st_size, fp32.stat().st_size, 0, method, True,
-                                              "uint8", "int8", "qdq", False, seconds)
+        self.quantized[size] = QuantizeReport(path, fp32, path.stat().st_size, fp32.stat().st_size,
+                                              calibration_images, method, True, "uint8", "int8", "qdq", False,
+                                              seconds)
         self.int8_fixed = True
 
     @property

@@ -51,12 +51,14 @@ def qat(model, trained: dict, ctx, base, spec) -> dict:
     def make(files) -> dict:
         report = qat_int8(ctx.on_device(copy.deepcopy(model)), ctx.loaders.train(base, spec.seed), settings,
                           options.steps, lr, files.folder / f"{files.stem}.qat.int8.onnx", base.input_size,
-                          torch.from_numpy(files.parity_images), seed=spec.seed,
+                          torch.from_numpy(files.parity_images), files.calibration_batches(base.input_size),
+                          calibration_images=ctx.settings.deploy.calibration_images, seed=spec.seed,
                           dynamic_batch=ctx.settings.deploy.dynamic_batch)
-        files.use_int8(report.path, "qat", report.seconds + report.export_seconds)
+        files.use_int8(report.path, "qat", report.seconds + report.export_seconds,
+                       calibration_images=ctx.settings.deploy.calibration_images)
         return {"qat_steps": report.steps, "qat_lr": report.lr, "qat_seconds": report.seconds,
                 "qat_losses": report.losses, "qat_export_max_abs_diff": report.max_abs_diff,
-                "qat_export_top1_agreement": report.top1_agreement, "calibration_images": 0}
+                "qat_export_top1_agreement": report.top1_agreement}
 
     return quantized_row(model, trained, ctx, base, spec, make=make, signature="-qat")
 

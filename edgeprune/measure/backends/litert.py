@@ -14,8 +14,9 @@ from .litert_env import convert, missing_converter
 class LiteRT(LatencyBackend):
     """LiteRT (TFLite): the PyTorch model converted by litert-torch to .tflite, run in
     ai-edge-litert's interpreter (XNNPACK on the CPU); int8 is ai-edge-quantizer's static
-    quantization of that file (int8 weights and activations, int8 input and output),
-    calibrated on the trial's calibration images. The conversion runs in LiteRT's own
+    quantization of that file (int8 weights and activations of the convolutions, fully
+    connected layers, additions and pooling; other ops stay float), calibrated on the
+    trial's calibration images. The conversion runs in LiteRT's own
     environment (litert_env.py) unless litert-torch is installed here."""
     requires = ("ai_edge_litert",)
     extra = "litert"

@@ -16,6 +16,8 @@ import io
 import json
 import sys
 
+INT8_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MEAN", "AVERAGE_POOL_2D")
+
 
 def convert(job: dict) -> dict:
     import numpy as np
@@ -28,14 +30,22 @@ def convert(job: dict) -> dict:
     out = {"fp32": job["fp32"]}
     if job.get("int8"):
         from ai_edge_litert.interpreter import Interpreter
-        from ai_edge_quantizer import quantizer, recipe
+        from ai_edge_quantizer import qtyping, quantizer, recipe_manager
+        from ai_edge_quantizer.algorithm_manager import AlgorithmName
         signatures = Interpreter(job["fp32"]).get_signature_list()
         name = next(iter(signatures))
         feed = signatures[name]["inputs"][0]
         images = np.load(job["calibration"]).astype(np.float32)
         batch = job["example"][0]
         data = [{feed: np.ascontiguousarray(images[i:i + batch])} for i in range(0, len(images) - batch + 1, batch)]
-        q = quantizer.Quantizer(job["fp32"], recipe.static_wi8_ai8())     # int8 weights and activations
+        # int8 weights and activations for the layers that compute; other ops (a CIFAR ResNet's
+        # shortcut scatter, which the quantizer cannot calibrate) stay float
+        recipes = recipe_manager.RecipeManager()
+        for op in INT8_OPS:
+            recipes.add_static_config(regex=".*", operation_name=getattr(qtyping.TFLOperationName, op),
+                                      activation_num_bits=8, weight_num_bits=8,
+                                      algorithm_key=AlgorithmName.MIN_MAX_UNIFORM_QUANT)
+        q = quantizer.Quantizer(job["fp32"], recipes.get_quantization_recipe())
         result = q.quantize(q.calibrate({name: data}))
         result.export_model(job["int8"], overwrite=True)
         out["int8"] = job["int8"]
