@@ -30,6 +30,16 @@ METRICS: dict[str, Metric] = {m.key: m for m in [
            "fine-tuning", "higher"),
     Metric("accuracy_recalibrated", "acc recal %", "fraction", "top-1 test accuracy right after pruning and "
            "BatchNorm recalibration (prune.recalibrate_bn), before fine-tuning", "higher"),
+    Metric("accuracy_reconstructed", "acc rebuilt %", "fraction", "top-1 test accuracy after pruning and "
+           "rebuilding the pruned layers by least squares from unlabeled images (prune.reconstruct), before "
+           "fine-tuning", "higher"),
+    Metric("logit_error_pruned", "logit err pruned", "float", "|pruned - unpruned| / |unpruned| of the logits on "
+           "calibration images, right after pruning", "lower"),
+    Metric("logit_error_reconstructed", "logit err rebuilt", "float", "the same relative logit error after "
+           "rebuilding", "lower"),
+    Metric("reconstruct_images", "rebuild imgs", "int", "unlabeled images the layers were rebuilt from"),
+    Metric("reconstruct_layers", "rebuilt layers", "int", "conv / linear layers re-solved"),
+    Metric("reconstruct_peak_mb", "rebuild MB", "float", "peak memory while rebuilding (process RSS on a CPU)"),
     Metric("base_accuracy", "acc orig %", "fraction", "top-1 test accuracy of the unpruned (head-adapted) model "
            "before fine-tuning", "higher"),
     Metric("baseline_accuracy", "acc base %", "fraction", "accuracy of the same model's unpruned baseline trial "
@@ -85,6 +95,7 @@ METRICS: dict[str, Metric] = {m.key: m for m in [
     Metric("input_size", "input px", "int", "side of the square input images"),
     Metric("prune_seconds", "prune s", "seconds", "wall time of the pruning step"),
     Metric("recalibrate_seconds", "recal s", "seconds", "wall time of the BatchNorm recalibration"),
+    Metric("reconstruct_seconds", "rebuild s", "seconds", "wall time of rebuilding the pruned layers"),
     Metric("finetune_seconds", "fine-tune s", "seconds", "wall time of fine-tuning"),
     Metric("finetune_steps", "steps", "int", "optimiser steps of this trial's fine-tuning"),
     Metric("finetune_epochs", "epochs", "float", "epochs of this trial's fine-tuning"),
@@ -95,7 +106,8 @@ METRICS: dict[str, Metric] = {m.key: m for m in [
 
 # the columns of `show` / recommend in order of importance: the first ones always fit
 SHOW_ORDER = ["accuracy", "params", "latency_ms", "param_reduction", "macs", "mac_reduction", "accuracy_pruned",
-              "accuracy_recalibrated", "size_bytes", "int8_vs_fp32", "latency_p90_ms", "sparsity", "finetune_seconds"]
+              "accuracy_recalibrated", "accuracy_reconstructed", "size_bytes", "int8_vs_fp32", "latency_p90_ms",
+              "sparsity", "finetune_seconds"]
 
 
 def metric(key: str) -> Metric:

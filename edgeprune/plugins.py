@@ -20,12 +20,12 @@ from __future__ import annotations
 from typing import Callable, Mapping, Optional, Sequence
 
 from .registry import (ALGORITHMS, ARCHITECTURES, DATASETS, EXECUTORS, LATENCY_BACKENDS, LAYER_TYPES, OPTIMIZERS,
-                       RELEASE_FORMATS, VARIANTS, load_plugins)
+                       RECOVERY, RELEASE_FORMATS, VARIANTS, load_plugins)
 
 __all__ = ["register_criterion", "register_pruner", "register_model_family", "register_dataset",
            "register_optimizer", "register_latency_backend", "register_layer_type", "register_architecture",
            "register_executor",
-           "register_variant", "register_release_format", "load_plugins", "Filters", "Pruner", "PruneRequest", "Weights"]
+           "register_variant", "register_release_format", "register_recovery", "load_plugins", "Filters", "Pruner", "PruneRequest", "Weights"]
 
 
 def __getattr__(name: str):
@@ -170,3 +170,11 @@ def register_release_format(name: str, write: Optional[Callable] = None, *, repl
     `release.result.files[name]` / `.checks[name]` (check parity with
     edgeprune.release.formats.parity). Usable as a decorator."""
     return _decorator_or_call(lambda f: RELEASE_FORMATS.add(name, f, plugin=True, replace=replace), write)
+
+
+def register_recovery(name: str, method: Optional[Callable] = None, *, replace: bool = False):
+    """A way to rebuild pruned layers without fine-tuning (`prune.recovery: NAME`):
+    `method(unpruned, pruned, images, *, kept_outputs, count, seed) -> ReconstructReport`
+    (edgeprune.recover), changing `pruned` in place; `images` are normalised,
+    unlabeled calibration images. Usable as a decorator."""
+    return _decorator_or_call(lambda f: RECOVERY.add(name, f, plugin=True, replace=replace), method)

@@ -153,6 +153,7 @@ LAYER_TYPES: Registry = Registry("layer type", ("edgeprune.prune",))
 ARCHITECTURES: Registry = Registry("architecture adapter", ("edgeprune.prune",))
 DATASETS: Registry = Registry("dataset", ("edgeprune.data",))
 OPTIMIZERS: Registry = Registry("optimizer", ("edgeprune.train",))
+RECOVERY: Registry = Registry("recovery method", ("edgeprune.recover",))
 # the stages above the config: their names are known here, their code is imported when used
 LATENCY_BACKENDS: Registry = Registry("latency backend", lazy={
     "torch": "edgeprune.measure.backends.torch_eager:TorchEager",
@@ -169,8 +170,8 @@ RELEASE_FORMATS: Registry = Registry("release format", ("edgeprune.release.forma
 EXECUTORS: Registry = Registry("executor", lazy={"local": "edgeprune.sweep.executors.local:LocalExecutor",
                                                  "ray": "edgeprune.sweep.executors.ray_executor:RayExecutor"})
 
-ALL = {r.kind: r for r in (MODELS, ALGORITHMS, LAYER_TYPES, ARCHITECTURES, DATASETS, OPTIMIZERS, LATENCY_BACKENDS, VARIANTS,
-                           RELEASE_FORMATS, EXECUTORS)}
+ALL = {r.kind: r for r in (MODELS, ALGORITHMS, LAYER_TYPES, ARCHITECTURES, DATASETS, OPTIMIZERS, RECOVERY,
+                           LATENCY_BACKENDS, VARIANTS, RELEASE_FORMATS, EXECUTORS)}
 
 
 # -- plugins -------------------------------------------------------------------

@@ -18,8 +18,9 @@ DATA = Path(__file__).parent / "data"
 
 # ids computed by edgeprune 0.1.0 (commit eb17d06) for these configs: a change of the
 # identity rule breaks every existing run folder's resume, so it must be deliberate.
-# (prune.recalibrate_bn: 0 is what 0.1 did; its default since then gives other results, so other ids.)
-OLD = {"prune": {"recalibrate_bn": 0}}      # and, below, measure's latency_ci / latency_max_repeats / backend_accuracy / ...
+# (prune.recalibrate_bn: 0 and prune.reconstruct: 0 are what 0.1 did; their defaults since then give other
+# results, so other ids.)
+OLD = {"prune": {"recalibrate_bn": 0, "reconstruct": 0}}      # and, below, measure's latency_ci / latency_max_repeats / backend_accuracy / ...
 OLD_MEASURE = {"latency_ci": None, "latency_max_repeats": None, "backend_accuracy": False,
                "latency_reference": False, "latency_min_seconds": 0.0}
 GOLDEN = {

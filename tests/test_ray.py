@@ -1,9 +1,11 @@
 """Parallel sweeps on a real local Ray instance (2 CPUs): same results as the local
 executor, worker crashes retried, driver crashes and Ctrl-C resumed cleanly."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -62,9 +64,9 @@ def test_a_killed_worker_is_retried_then_given_up(ray_instance, tiny_cifar, tmp_
     assert hopeless.status == "failed" and "worker died 2 time(s)" in hopeless.error
 
 
-def _sweep_process(config: Path) -> subprocess.Popen:
+def _sweep_process(config: Path, **extra_env: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-               RAY_AUTH_MODE="disabled")
+               RAY_AUTH_MODE="disabled", **extra_env)
     return subprocess.Popen([sys.executable, "-m", "edgeprune.cli", "sweep", str(config), "--quiet"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
 
@@ -80,10 +82,10 @@ def _wait_for(run: Path, condition, timeout: float = 240) -> None:
     raise AssertionError(f"timed out waiting on {run}")
 
 
-def _write_config(tiny_cifar, tmp_path, algorithms, rates) -> tuple[Path, Path]:
+def _write_config(tiny_cifar, tmp_path, algorithms, rates, **over) -> tuple[Path, Path]:
     run = tmp_path / "run"
     cfg = sweep_config(tiny_cifar, run, algorithms=algorithms, rates=rates, executor="ray",
-                       ray={"num_cpus": 2})
+                       ray={"num_cpus": 2}, **over)
     cfg["finetune"]["max_steps"] = 4
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -91,18 +93,30 @@ def _write_config(tiny_cifar, tmp_path, algorithms, rates) -> tuple[Path, Path]:
 
 
 def test_driver_killed_mid_sweep_resumes_with_nothing_lost_or_duplicated(tiny_cifar, tmp_path):
-    path, run = _write_config(tiny_cifar, tmp_path, ["l1", "fpgm"], [0.3, 0.5])
-    proc = _sweep_process(path)
+    """kill -9 of the driver, its local Ray and its 2 workers: nothing finished is lost
+    or rerun, and the files the workers kept (the ONNX files they time against) are
+    gone once the same command has resumed the sweep (tests/test_scratch.py: how)."""
+    from test_scratch import leftovers
+    tmpdir, ray_tmp = tmp_path / "tmp", Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))   # Ray's sockets: short paths
+    tmpdir.mkdir()
+    env = {"TMPDIR": str(tmpdir), "RAY_TMPDIR": str(ray_tmp)}
+    path, run = _write_config(tiny_cifar, tmp_path, ["l1", "fpgm"], [0.3, 0.5],
+                              measure={"latency": ["onnxruntime"], "latency_repeats": 3, "latency_min_seconds": 0})
+    proc = _sweep_process(path, **env)
     try:
         _wait_for(run, lambda c: c["done"] >= 2)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)          # kill -9 the driver (and its local Ray)
         proc.wait()
+    time.sleep(2)
+    assert leftovers(tmpdir), "the killed sweep's workers should have left their files"
     with ResultStore(run, create=False) as store:
         before = {t.trial_id: t.finished_at for t in store.trials() if t.status == "done"}
         assert store.integrity_ok() and len(store.trials()) == 5
-    resumed = _sweep_process(path)
+    resumed = _sweep_process(path, **env)
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()[-2000:]
+    assert leftovers(tmpdir) == []                   # a Ray sweep with 2 workers leaves nothing, and the dead one's
+    shutil.rmtree(ray_tmp, ignore_errors=True)
     with ResultStore(run, create=False) as store:
         trials = store.trials()
         assert store.integrity_ok()

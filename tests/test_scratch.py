@@ -7,14 +7,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from edgeprune import scratch
-from edgeprune.store import ResultStore
 
 from conftest import sweep_config
 
@@ -105,65 +102,3 @@ def test_a_long_lived_ray_worker_keeps_one_sweeps_files(tiny_cifar, tmp_path, mo
     assert not contexts[0].exists() and contexts[1].is_dir()    # the first sweep's files went with its context
     next(iter(rx._CONTEXTS.values())).close()
     assert not contexts[1].exists()
-
-
-def _ray_config(data: Path, out: Path, path: Path) -> Path:
-    cfg = sweep_config(data, out, rates=[0.3, 0.5], executor="ray", threads=1, ray={"num_cpus": 2})
-    # the ONNX Runtime backend exports files: the unpruned model's are kept by each worker
-    cfg["measure"]["latency"] = ["torch", "onnxruntime"]
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-def _sweep(config: Path, tmpdir: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "edgeprune.cli", "sweep", str(config), "--quiet"],
-                            env=_env(tmpdir), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-
-
-@pytest.mark.slow
-def test_a_ray_sweep_with_two_workers_leaves_no_files(tiny_cifar, tmp_path, ray_temp):
-    pytest.importorskip("ray")
-    tmpdir = tmp_path / "tmp"
-    tmpdir.mkdir()
-    proc = _sweep(_ray_config(tiny_cifar, tmp_path / "run", tmp_path / "cfg.yaml"), tmpdir)
-    _, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err[-2000:]
-    with ResultStore(tmp_path / "run", create=False) as store:
-        trials = store.trials()
-    assert [t.status for t in trials] == ["done"] * 3
-    assert {t.metrics["ray_node"] for t in trials}                        # it ran on Ray
-    assert any("latency_onnxruntime_ms" in t.metrics for t in trials)     # and made ONNX files
-    assert leftovers(tmpdir) == []
-
-
-@pytest.mark.slow
-def test_a_sweep_killed_with_kill_9_leaves_nothing_once_resumed(tiny_cifar, tmp_path, ray_temp):
-    pytest.importorskip("ray")
-    tmpdir = tmp_path / "tmp"
-    tmpdir.mkdir()
-    config = _ray_config(tiny_cifar, tmp_path / "run", tmp_path / "cfg.yaml")
-    cfg = yaml.safe_load(config.read_text())
-    cfg["rates"] = [0.2, 0.3, 0.4, 0.5, 0.6]
-    cfg["finetune"]["max_steps"] = 30
-    config.write_text(yaml.safe_dump(cfg))
-    proc = _sweep(config, tmpdir)
-    deadline = time.time() + 300
-    try:
-        while time.time() < deadline:    # until a worker holds files: a trial's and the unpruned model's
-            files, _ = scratch.usage(tmpdir / scratch._root_name())
-            if files >= 2:
-                break
-            assert proc.poll() is None, proc.communicate()[1][-2000:]
-            time.sleep(0.2)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)        # kill -9 the driver, its local Ray and the workers
-        proc.wait()
-    time.sleep(2)
-    assert leftovers(tmpdir), "the killed sweep should have left its workers' files"
-    resumed = _sweep(config, tmpdir)
-    _, err = resumed.communicate(timeout=600)
-    assert resumed.returncode == 0, err[-2000:]
-    with ResultStore(tmp_path / "run", create=False) as store:
-        assert all(t.status == "done" for t in store.trials())
-    assert leftovers(tmpdir) == []

@@ -19,7 +19,10 @@ def test_tvm_runs_the_int8_file_and_says_it_computes_in_float(tiny_cifar, tmp_pa
         pytest.skip("tvm is an optional extra (pip install 'edgeprune[tvm]'): not installed here")
     cfg = sweep_config(tiny_cifar, tmp_path / "run", models=[{"name": "tiny_models:tiny_cnn", "pretrained": False}],
                        baseline=False, quantize=["none", "int8"], deploy={"calibration_images": 64},
-                       finetune={"epochs": 2, "max_steps": 30, "batch_size": 32, "lr": 0.05})
+                       finetune={"epochs": 2, "max_steps": 30, "batch_size": 32, "lr": 0.05},
+                       # the model this was written for: rebuilt layers leave this tiny net's test logits so close
+                       # that int8 flips a quarter of the parity images in onnxruntime and TVM alike
+                       prune={"reconstruct": 0})
     cfg["measure"].update(latency=["onnxruntime", "tvm"], backend_accuracy=True)
     run_sweep(load_config(cfg))
     fp32, int8 = (r for _, r in load_results(tmp_path / "run").iterrows())

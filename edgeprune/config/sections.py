@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..registry import DATASETS, LATENCY_BACKENDS, LAYER_TYPES, OPTIMIZERS
+from ..registry import DATASETS, LATENCY_BACKENDS, LAYER_TYPES, OPTIMIZERS, RECOVERY
 
 BASELINE = "none"      # the algorithm name of an unpruned baseline trial
 
@@ -121,6 +121,12 @@ class PruneConfig(Strict):
                                                                 "right after pruning (0: off)")
     timeout_s: Optional[float] = Field(600.0, gt=0, le=86_400, description="the most seconds Torch-Pruning's "
                                        "group search may take before the trial fails (None: no limit)")
+    reconstruct: int = Field(1024, ge=0, le=1_000_000, description="unlabeled images from which every pruned "
+                             "layer is rebuilt by least squares before fine-tuning (structured algorithms; 0: off)")
+    recovery: Registered(RECOVERY) = Field("lstsq", description="how pruned layers are rebuilt: lstsq (ridge "
+                                           "least squares, layer by layer), or a plugin's method")
+    reconstruct_from: str = Field("train", description="where those images come from: `train` (the training split, "
+                                  "labels unused) or a folder of your own images")
 
 
 class DatasetConfig(Strict):

@@ -6,6 +6,7 @@ operations on it are what makes CPU fine-tuning fast.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
@@ -53,13 +54,15 @@ class DataSplits:
     name: str
     train: ImageDataset
     test: ImageDataset
+    unlabeled: Optional[ImageDataset] = None    # a user's own images for rebuilding pruned layers, if given
 
     @property
     def num_classes(self) -> int:
         return self.train.num_classes
 
     def to(self, device) -> "DataSplits":
-        return DataSplits(self.name, self.train.to(device), self.test.to(device))
+        return DataSplits(self.name, self.train.to(device), self.test.to(device),
+                          self.unlabeled.to(device) if self.unlabeled is not None else None)
 
 
 def channel_stats(images: torch.Tensor, max_images: int = 10_000) -> tuple[tuple, tuple]:

@@ -17,6 +17,11 @@ class PruneResult:
     targets: list[str]                       # names of the targeted layers
     # original indices of the input channels each consumer no longer reads
     removed_inputs: dict[str, list[int]] = field(default_factory=dict)
+    # original indices of the output / input channels each cut conv or linear still has (layers
+    # absent here keep all theirs): what recovery (edgeprune.recover) needs to pair pruned and
+    # unpruned channels. Relative to the model that was pruned (a cascade link: its parent).
+    kept_outputs: dict[str, list[int]] = field(default_factory=dict)
+    kept_inputs: dict[str, list[int]] = field(default_factory=dict)
     # Torch-Pruning's pruning history: [module name, out-channels?, indices] per step (replay rebuilds the model)
     history: list = field(default_factory=list)
     sparsity: Optional[float] = None         # unstructured only: zero fraction of targeted weights

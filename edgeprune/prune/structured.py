@@ -101,7 +101,8 @@ def _result(model, algorithm, rate, before, targets, ledger, graph) -> PruneResu
     after = out_channels(model)
     return PruneResult(model=model, algorithm=algorithm, structured=True, layer_rate=rate,
                        layer_channels={n: (before[n], after[n]) for n in before}, targets=targets,
-                       removed_inputs=ledger.removed_inputs, history=[list(h) for h in graph.pruning_history()])
+                       removed_inputs=ledger.removed_inputs, kept_outputs=dict(ledger.out_maps),
+                       kept_inputs=dict(ledger.in_maps), history=[list(h) for h in graph.pruning_history()])
 
 
 def prune_by_criterion(model: nn.Module, criterion: Criterion, rate: float, example_inputs: torch.Tensor,

@@ -109,7 +109,8 @@ def run_sweep(cfg: SweepConfig, progress: Optional[SilentProgress] = None, retry
             torch.set_num_threads(cfg.threads)
         data, fingerprint = None, existing.fingerprint
         if preflight.todo(specs, existing, retry_failed):
-            data = load_dataset(cfg.dataset, seed=cfg.seed)    # unreadable data: nothing written
+            # unreadable data (or too few images to rebuild layers from): nothing written
+            data = preflight.with_reconstruction_images(cfg.prune, load_dataset(cfg.dataset, seed=cfg.seed), cfg.seed)
             fingerprint = preflight.fingerprint(data)
             preflight.check_data(existing, fingerprint, run)
             preflight.check_normalization(cfg, data)
@@ -138,7 +139,7 @@ def run_sweep(cfg: SweepConfig, progress: Optional[SilentProgress] = None, retry
             recorder = _Recorder(store, progress, by_id, ArtifactSink(options.storage), timing)
             try:
                 if tasks:
-                    data = data or load_dataset(cfg.dataset, seed=cfg.seed)
+                    data = data or preflight.with_reconstruction_images(cfg.prune, load_dataset(cfg.dataset, seed=cfg.seed), cfg.seed)
                     job = SweepJob(tasks, settings, options, data, on_step=progress.step, finished=finished)
                     for event in executor.run(job):
                         recorder(event)

@@ -56,6 +56,22 @@ class Loaders:
                 break
         return out
 
+    def reconstruction_images(self, base, seed: int, count: int) -> torch.Tensor:
+        """`count` unlabeled images, normalised and sized for the model, on the device:
+        a seeded draw from the training split (labels unused), or the user's own folder
+        (prune.reconstruct_from)."""
+        source = self.data.train if self.settings.prune.reconstruct_from == "train" else self.data.unlabeled
+        count = min(count, len(source))        # the default count, on a smaller split (preflight refuses a set one)
+        loader = make_loader(source, min(count, 256), base.mean, base.std, shuffle=True, augment=False,
+                             image_size=base.input_size, seed=seed)
+        parts, n = [], 0
+        for x, _ in loader:
+            parts.append(x)
+            n += len(x)
+            if n >= count:
+                break
+        return torch.cat(parts)[:count]
+
     def host_test(self, base) -> BatchLoader:
         """Test images on the CPU (accuracy in a runtime)."""
         return make_loader(self.host.test, self.settings.measure.eval_batch_size, base.mean, base.std,

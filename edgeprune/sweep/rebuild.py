@@ -15,6 +15,7 @@ from ..data import DataSplits, load_dataset
 from ..run import RunFolder
 from .context import TrialContext
 from .options import RunOptions
+from .preflight import with_reconstruction_images
 from .plan import TrialSpec
 from .settings import TrialSettings
 from .sink import ArtifactSink
@@ -45,8 +46,9 @@ def trial_model(run_dir: str | Path, trial_id: str, data_dir: Optional[str] = No
         chain.append(rows[parent])
     try:
         for link in reversed(chain[:-1] if model is not None else chain):
-            ctx = ctx or TrialContext(TrialSettings.from_identity(link.spec["settings"]),
-                                      data or load_dataset(cfg.dataset, seed=cfg.seed),
+            settings = TrialSettings.from_identity(link.spec["settings"])
+            ctx = ctx or TrialContext(settings, with_reconstruction_images(
+                                          settings.prune, data or load_dataset(cfg.dataset, seed=cfg.seed), cfg.seed, check=False),
                                       replace(RunOptions.from_config(cfg, run.path), device="cpu"))
             start = Parent(model, rows[link.spec["parent"]].metrics) if link.spec.get("parent") else None
             model = run_trial(TrialSpec.from_dict(link.spec).trained_twin(), ctx, parent=start).model

@@ -35,7 +35,8 @@ OLD_BEHAVIOUR = {("quantize",): [NO_VARIANT], ("finetune", "distill"): None,
                  ("dataset", "options"): {}, ("dataset", "skip_bad_images"): False, ("prune", "recalibrate_bn"): 0,
                  ("strategy",): "independent", ("measure", "latency_ci"): None, ("measure", "latency_max_repeats"): None,
                  ("measure", "backend_accuracy"): False, ("measure", "latency_reference"): False,
-                 ("measure", "latency_min_seconds"): 0.0}
+                 ("measure", "latency_min_seconds"): 0.0, ("prune", "reconstruct"): 0,
+                 ("prune", "recovery"): "lstsq", ("prune", "reconstruct_from"): "train"}
 # ... and the same for each entry of measure.latency (a list of backends)
 OLD_BACKEND_BEHAVIOUR = {"runtime": None, "target": None, "max_repeats": None, "ci": None, "rpc": None,
                          "tune_trials": None, "min_seconds": None}

@@ -22,11 +22,12 @@ from ..errors import EdgepruneError, first_line
 from ..measure import count_macs, count_params, evaluate, model_size_bytes
 from ..prune import prune_model
 from ..registry import ALGORITHMS, VARIANTS
-from ..train import finetune, recalibrate_bn
+from ..train import finetune
 from .limits import time_limit
 from ..config import NO_VARIANT
 from ..config.variants import variant_name
 from .context import TrialContext
+from .recovery import recover
 from .unpruned import UnprunedModel
 from .plan import TrialSpec
 
@@ -142,12 +143,7 @@ def _prune(t: _Trial, ctx: TrialContext, parent: Optional[Parent] = None) -> Non
                      channel_ratio=result.channel_ratio, layer_rate=result.layer_rate,
                      structured=result.structured,
                      layer_channels={n: list(c) for n, c in result.layer_channels.items()})
-    recal = ctx.settings.prune.recalibrate_bn
-    if recal and result.structured:
-        seconds = recalibrate_bn(t.model, ctx.loaders.train(base, spec.seed), recal)
-        if seconds:
-            t.metrics.update(accuracy_recalibrated=evaluate(t.model, ctx.loaders.test(base)),
-                             recalibrate_seconds=seconds, recalibrate_batches=recal)
+    recover(t, ctx, result, parent)
     if result.sparsity is not None:
         t.metrics["sparsity"] = result.sparsity
     if result.removed_nothing:

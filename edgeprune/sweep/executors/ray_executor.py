@@ -53,7 +53,8 @@ def pack(data: DataSplits) -> dict:
     def split(d: ImageDataset) -> dict:
         return {"images": d.images.numpy(), "labels": d.labels.numpy(), "classes": d.classes,
                 "mean": d.mean, "std": d.std}
-    return {"name": data.name, "train": split(data.train), "test": split(data.test)}
+    return {"name": data.name, "train": split(data.train), "test": split(data.test),
+            "unlabeled": split(data.unlabeled) if data.unlabeled is not None else None}
 
 
 def unpack(packed: dict) -> DataSplits:
@@ -62,7 +63,9 @@ def unpack(packed: dict) -> DataSplits:
             warnings.simplefilter("ignore", UserWarning)
             return ImageDataset(torch.from_numpy(d["images"]), torch.from_numpy(d["labels"]), d["classes"],
                                 tuple(d["mean"]), tuple(d["std"]))
-    return DataSplits(packed["name"], split(packed["train"]), split(packed["test"]))
+    unlabeled = packed.get("unlabeled")
+    return DataSplits(packed["name"], split(packed["train"]), split(packed["test"]),
+                      split(unlabeled) if unlabeled is not None else None)
 
 
 # -- worker side ---------------------------------------------------------------
