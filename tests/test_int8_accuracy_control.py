@@ -22,7 +22,7 @@ from edgeprune.store import ResultStore
 from edgeprune.sweep import plan_trials
 
 from conftest import sweep_config
-from tiny_models import int8_hostile_cnn, tiny_cnn
+from tiny_models import tiny_cnn
 
 SIDE = 16
 

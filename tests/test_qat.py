@@ -89,8 +89,9 @@ def test_qat_is_refused_where_it_cannot_run(tiny_cifar, tmp_path, monkeypatch):
         load_config(_cfg(tiny_cifar, tmp_path / "run", quantize=[{"qat": {"steps": 0}}]))
     # without its packages: one line naming the extra, before anything is written
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torchao" else real(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("torchao", "onnxscript") else real(name, *a))
     with pytest.raises(EdgepruneError) as e:
         run_sweep(load_config(_cfg(tiny_cifar, tmp_path / "run")))
-    assert str(e.value) == "quantize: qat needs torchao: pip install 'edgeprune[qat]'"
+    assert str(e.value) == "quantize: qat needs torchao and onnxscript: pip install 'edgeprune[qat]'"
     assert not (tmp_path / "run").exists()
