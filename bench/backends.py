@@ -1,7 +1,8 @@
 """Which runtime turns pruning into time? Every installed latency backend side by side.
 
     python bench/backends.py --data-dir ../shared/datasets --models-dir ../shared/models/cifar10
-        [--steps 100] [--size 224] [--part cifar|torchvision|both] [--out bench/results/backends.json]
+        [--steps 100] [--size 224] [--part cifar|torchvision|both|int8] [--out bench/results/backends.json]
+        [--int8-models resnet20 resnet56] [--max-drop 0.3] [--qat-steps 100]
 
 Part 1 (cifar): the pretrained ResNet-20 on the real CIFAR-10, unpruned and l1-pruned at
 rates 0.3 and 0.5 (with round_to none and 8), each fine-tuned --steps steps, fp32 and
@@ -12,6 +13,12 @@ the unpruned model timed alternately with it, and the runtime file's size.
 Part 2 (torchvision): the seven reference models (random weights, 10 classes, --size
 px), unpruned and l1-pruned at 0.5: per backend the latency, and the speed-up (from the
 interleaved ratio, so machine drift cancels) beside the MAC reduction.
+
+Part 3 (int8): pretrained CIFAR ResNets (--int8-models) unpruned and l1-pruned at 0.3
+and 0.5, each as fp32, plain int8, accuracy-controlled int8 ({int8: {max_drop}}) and QAT
+(--qat-steps), in every installed runtime: accuracy in the runtime, latency relative to
+the unpruned fp32 model (timed alternately with it), file size, the float layers, and
+the CPU's int8 instructions.
 
 Backends: torch (eager), onnxruntime, and openvino, tvm, litert where their extras are
 installed (one line says which are not). 1 thread, batch 1, as on a small device.
@@ -104,6 +111,70 @@ def _num(v):
     return None if f != f else f
 
 
+INT8_KEYS = ("ms", "ci_rel", "relative", "accuracy", "file_bytes", "top1_agreement", "vs_fp32", "float_layers",
+             "float_layer_count", "int8_compute")
+ROW_KEYS = ("accuracy", "accuracy_fp32", "size_bytes", "int8_vs_fp32", "int8_slower", "int8_slower_on",
+            "float_layers", "float_layer_count", "float_layers_cost", "accuracy_held_out_fp32",
+            "accuracy_held_out_int8_plain", "accuracy_held_out", "held_out_drop", "int8_prepared",
+            "equalized_pairs", "bias_corrected_layers", "quantizations", "qat_steps", "qat_seconds",
+            "qat_export_top1_agreement", "quantize_seconds", "cpu_int8", "finetune_steps")
+
+
+def int8_part(args, backends: list, model: str) -> dict:
+    """fp32, plain int8, accuracy-controlled int8 and QAT of `model` (pretrained) at rates
+    0, 0.3, 0.5 in every installed runtime: accuracy in the runtime, latency relative to
+    the unpruned fp32 model (each timed alternately with it), file size."""
+    from edgeprune.measure.cpu_features import cpu_int8
+    quantize = ["none", "int8", {"int8": {"max_drop": args.max_drop}}]
+    if args.qat_steps:
+        quantize.append({"qat": {"steps": args.qat_steps}})
+    with tempfile.TemporaryDirectory(prefix="edgeprune-bench-int8-") as tmp:
+        cfg = {"name": "int8", "out": f"{tmp}/run", "seed": 0,
+               "models": [{"name": model, "pretrained": True}], "weights_dir": args.models_dir,
+               "algorithms": ["l1"], "rates": [0.3, 0.5], "quantize": quantize,
+               "dataset": {"name": "cifar10", "root": args.data_dir, "test_fraction": args.test_fraction},
+               "prune": {"recalibrate_bn": 20},
+               "finetune": {"epochs": 1, "max_steps": args.steps, "batch_size": 128, "lr": 0.01},
+               "measure": {"latency": backends, "latency_threads": 1, "latency_repeats": 20,
+                           "latency_max_repeats": 200, "backend_accuracy": True},
+               "threads": torch.get_num_threads()}
+        started = time.perf_counter()
+        run_sweep(load_config(cfg))
+        df = load_results(f"{tmp}/run")
+        rows = []
+        for _, r in df.sort_values(["rate", "position"]).iterrows():
+            row = {"model": r["model"], "rate": float(r["rate"]), "status": r["status"], "error": r["error"] or None,
+                   **{k: _value(r.get(k)) for k in ROW_KEYS}, "backends": {}}
+            for b in (b if isinstance(b, str) else b["name"] for b in backends):
+                got = {k: _value(r.get(f"latency_{b}_{k}")) for k in INT8_KEYS}
+                if got["ms"] is not None:
+                    row["backends"][b] = {k: v for k, v in got.items() if v is not None}
+            rows.append(row)
+            print(_int8_line(row), flush=True)
+    return {"model": model, "steps": args.steps, "qat_steps": args.qat_steps, "max_drop": args.max_drop,
+            "test_fraction": args.test_fraction, "cpu_int8": cpu_int8(), "wall_seconds": time.perf_counter() - started,
+            "rows": rows}
+
+
+def _value(v):
+    if isinstance(v, str):
+        return v
+    return _num(v)
+
+
+def _int8_line(row: dict) -> str:
+    parts = [f"{row['model']:30s} r={row['rate']:.1f} {row['status']}"]
+    if row["status"] != "done":
+        return parts[0] + f" {row['error']}"
+    for b, g in row["backends"].items():
+        acc = f"{100 * g['accuracy']:.2f}%" if g.get("accuracy") is not None else "-"
+        rel = f"x{g['relative']:.3f}" if g.get("relative") is not None else "-"
+        parts.append(f"{b} {acc} {rel} {(g.get('file_bytes') or 0) / 1e3:.0f}kB")
+    if row.get("float_layer_count"):
+        parts.append(f"float: {row['float_layers']}")
+    return " | ".join(parts)
+
+
 def torchvision_part(args, backends: list[str]) -> list[dict]:
     measure = MeasureConfig(latency=[b for b in backends], latency_threads=1, latency_repeats=args.repeats,
                             latency_max_repeats=args.max_repeats, latency_input_size=args.size)
@@ -172,14 +243,19 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--max-repeats", type=int, default=40)
     ap.add_argument("--models", nargs="*", default=MODELS)
-    ap.add_argument("--part", choices=["cifar", "torchvision", "both", "tvm-tuning"], default="both",
+    ap.add_argument("--part", choices=["cifar", "torchvision", "both", "tvm-tuning", "int8"], default="both",
                     help="tvm-tuning: ResNet-20 (rates 0, 0.3, 0.5, fp32) in onnxruntime, TVM untuned and TVM "
                          "tuned by MetaSchedule with --tune-trials")
     ap.add_argument("--tune-trials", type=int, default=64, help="MetaSchedule trials per model (tvm-tuning)")
+    ap.add_argument("--int8-models", nargs="+", default=["resnet20"], help="int8 part: CIFAR ResNets to run")
+    ap.add_argument("--max-drop", type=float, default=0.3, help="int8 part: accuracy control's tolerance (points)")
+    ap.add_argument("--qat-steps", type=int, default=100, help="int8 part: QAT steps (0: no QAT rows)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (fine-tuning; latency is 1 thread)")
     ap.add_argument("--backends", nargs="+", help="only these of the installed backends (untuned TVM takes "
                                                   "seconds a call on the large models at 224 px)")
     ap.add_argument("--out")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     backends = [b for b in installed() if not args.backends or b in args.backends]
     previous = Path(args.out) if args.out else RESULTS / "backends.json"
     payload = json.loads(previous.read_text()) if args.part != "both" and previous.is_file() else {}
@@ -193,6 +269,13 @@ def main() -> None:
                                  "tune_trials": args.tune_trials,
                                  **cifar_part(args, ["onnxruntime", "tvm", tuned], round_tos=(None,),
                                               quantize=("none",))}
+        print(f"wrote {write('backends', payload, args.out)}")
+        return
+    if args.part == "int8":
+        if not (args.data_dir and args.models_dir):
+            ap.error("the int8 part needs --data-dir (CIFAR-10) and --models-dir (the ResNet weights)")
+        payload.pop("machine", None)
+        payload["int8"] = {m: int8_part(args, backends, m) for m in args.int8_models}
         print(f"wrote {write('backends', payload, args.out)}")
         return
     payload.pop("machine", None)          # one part rerun keeps the other's figures

@@ -4,7 +4,8 @@ how it is written. Tables (`show`, `recommend`), the CSV, the HTML report and
 says what was measured.
 
 Formats ("kind"): fraction (0.913 -> 91.30 %), points (an accuracy difference in
-points), count, mega (millions), bytes, ms, seconds, int, text.
+points), count, mega (millions), bytes, ms, seconds, int, ratio (×1.08), flag (yes / no),
+text.
 """
 from __future__ import annotations
 
@@ -64,12 +65,28 @@ METRICS: dict[str, Metric] = {m.key: m for m in [
     Metric("latency_relative", "lat ×orig", "float", "latency on the first latency backend divided by the "
            "unpruned model's, each call paired with one of it (ABBA), as the ratio of their 10th-percentile "
            "times (machine load cancels; measure.latency_reference)", "lower"),
+    Metric("held_out_drop", "held-out Δ pt", "points", "int8 with max_drop: the int8 file's accuracy drop "
+           "against its fp32 twin on held-out training images (neither calibration images nor the test set), "
+           "after accuracy control", "lower"),
+    Metric("float_layer_count", "float layers", "int", "int8 with max_drop: layers kept in float so that the "
+           "drop holds (their names: float_layers)"),
+    Metric("float_layers_cost", "float cost ×", "ratio", "int8 with max_drop: latency of the mixed-precision file "
+           "over the plain int8 file's, on the first backend that runs onnxruntime's int8 (paired where it can)",
+           "lower"),
     Metric("latency_target_ms", "target ms", "ms", "the latency a `rates: [{latency_ms: T}]` trial aimed for"),
     Metric("latency_search_ms", "search ms", "ms", "the latency the target search measured for the model it "
            "chose (timed paired with the unpruned model where the backend can: its relative figure on the scale "
            "of the search's first timing)"),
     Metric("latency_reached_ms", "reached ms", "ms", "a fresh timing of that model after the search"),
     Metric("latency_threads", "threads", "int", "threads the first latency backend ran with"),
+    Metric("cpu_int8", "CPU int8", "text", "int8 dot-product instructions of the CPU latency was measured on "
+           "(AVX512-VNNI, AVX-VNNI, AMX-INT8, Arm-DOTPROD, Arm-I8MM; none: int8 kernels widen to 16 bits and "
+           "rarely beat fp32); a device's own is latency_<backend>_cpu_int8"),
+    Metric("int8_vs_fp32", "int8 ×fp32", "ratio", "an int8 variant's latency over its fp32 twin's on the first "
+           "latency backend (each timed paired with the unpruned model where both were): above 1, int8 is "
+           "slower; latency_<backend>_vs_fp32 for each backend", "lower"),
+    Metric("int8_slower", "int8 slower", "flag", "the int8 variant runs slower than its fp32 twin on the first "
+           "latency backend (int8_vs_fp32 > 1); int8_slower_on names every backend where it does"),
     Metric("latency_batch_size", "batch", "int", "batch size of the latency measurement"),
     Metric("sparsity", "sparsity %", "fraction", "fraction of the targeted weights set to zero (unstructured "
            "pruning)"),
@@ -89,7 +106,8 @@ METRICS: dict[str, Metric] = {m.key: m for m in [
 
 # the columns of `show` / recommend in order of importance: the first ones always fit
 SHOW_ORDER = ["accuracy", "params", "latency_ms", "param_reduction", "macs", "mac_reduction", "accuracy_pruned",
-              "accuracy_recalibrated", "accuracy_reconstructed", "size_bytes", "latency_p90_ms", "sparsity", "finetune_seconds"]
+              "accuracy_recalibrated", "accuracy_reconstructed", "size_bytes", "int8_vs_fp32", "latency_p90_ms",
+              "sparsity", "finetune_seconds"]
 
 
 def metric(key: str) -> Metric:
@@ -125,6 +143,8 @@ def fmt(key: str, v: Any, short: bool = True, empty: str = "") -> str:
     if _missing(v):
         return empty
     kind = metric(key).kind
+    if kind == "flag" and isinstance(v, (bool, int, float)):
+        return "yes" if v else "no"
     if isinstance(v, bool) or kind == "text" or not isinstance(v, (int, float)):
         return str(v)
     if kind == "fraction":
@@ -143,6 +163,10 @@ def fmt(key: str, v: Any, short: bool = True, empty: str = "") -> str:
         return f"{v:.1f}"
     if kind == "int":
         return f"{v:.0f}"
+    if kind == "ratio":
+        return f"×{v:.2f}"
+    if kind == "flag":
+        return "yes" if v else "no"
     return f"{v:g}"
 
 

@@ -186,6 +186,9 @@ class Recommendation:
         rows = [{"rank": f"{int(r['rank'])}", "run": r["run"], "trial": r["trial_id"][:8], "model": r["model"],
                  "algorithm": r["algorithm"], "rate": r["rate_label"], "seed": str(int(r["seed"])),
                  **{k: fmt(k, r[k], empty="–") for k in keys}} for _, r in self.shown.iterrows()]
+        for row, (_, r) in zip(rows, self.shown.iterrows()):
+            if r.get("int8_slower") == 1:           # an int8 file slower than its fp32 twin (see the note)
+                row["latency_ms"] += " !"
         lines.append(f"{len(self.ranked)} of {len(self.candidates)} meet it"
                      + (f"; the best {len(self.shown)}:" if len(self.ranked) > len(self.shown) else ":"))
         table = fit_table(rows, columns, console_width, wide)
@@ -308,8 +311,25 @@ def recommend(run_dirs: str | Path | Sequence[str | Path], *, max_latency_ms: Op
         fits &= m
     violations = {k: int((~m).sum()) for k, m in ok.items()}
     ranked = _rank(cand[fits], objective)
+    if objective == "latency" or max_latency_ms is not None:
+        notes += _slower_int8_pick(ranked)
     reasons = [] if len(ranked) else _why_nothing_fits(cand, constraints, ok, objective)
     return Recommendation(constraints, objective, cand, ranked, top, data.runs, violations, reasons, notes)
+
+
+def _slower_int8_pick(ranked: pd.DataFrame) -> list[str]:
+    """When latency matters and the pick is an int8 variant that runs slower than its
+    fp32 twin (the paired timings say so, however its own median ranked), say so."""
+    if ranked.empty or "int8_slower" not in ranked or ranked.iloc[0]["int8_slower"] != 1:
+        return []
+    b = ranked.iloc[0]
+    twin = str(b.get("fp32_trial_id") or "")
+    fits = ranked[ranked["trial_id"] == twin]
+    where = (f"its fp32 twin (trial {twin[:8]}, rank {int(fits.iloc[0]['rank'])}) meets the budget too"
+             if len(fits) else f"its fp32 twin (trial {twin[:8]}) does not meet the budget")
+    return [f"the pick {b['name']} (trial {b['trial_id'][:8]}) is an int8 variant SLOWER than its fp32 twin on "
+            f"{b.get('int8_slower_on') or b.get('latency_backend')} (int8 / fp32 latency, paired with the "
+            f"unpruned model); {where}"]
 
 
 def _counts(df: pd.DataFrame) -> dict:

@@ -164,7 +164,8 @@ LATENCY_BACKENDS: Registry = Registry("latency backend", lazy={
     "device": "edgeprune.measure.backends.device:Device"},
     aliases={"eager": "torch", "pytorch": "torch", "ort": "onnxruntime", "onnx": "onnxruntime", "ov": "openvino",
              "tflite": "litert"})
-VARIANTS: Registry = Registry("model variant", lazy={"int8": "edgeprune.sweep.variants:int8"})
+VARIANTS: Registry = Registry("model variant", lazy={"int8": "edgeprune.sweep.variants:int8",
+                                                    "qat": "edgeprune.sweep.variants:qat"})
 RELEASE_FORMATS: Registry = Registry("release format", ("edgeprune.release.formats",))
 EXECUTORS: Registry = Registry("executor", lazy={"local": "edgeprune.sweep.executors.local:LocalExecutor",
                                                  "ray": "edgeprune.sweep.executors.ray_executor:RayExecutor"})

@@ -27,7 +27,8 @@ from .store import TrialRecord
 
 IDENTITY = ["run", "key", "trial_id", "position", "model", "algorithm", "target_kind", "rate", "rate_label", "seed",
             "strategy", "stage", "parent", "status", "error", "attempts"]
-TEXT_METRICS = ("model_path", "onnx_path", "latency_backend", "size_kind", "quantize", "fp32_trial_id", "warning")
+TEXT_METRICS = ("model_path", "onnx_path", "latency_backend", "size_kind", "quantize", "fp32_trial_id", "warning",
+                "cpu_int8", "int8_slower_on", "float_layers")
 DERIVED = ("baseline_accuracy", "accuracy_drop")
 
 
@@ -51,7 +52,10 @@ def trials_frame(records: Iterable[TrialRecord], run: str = "") -> pd.DataFrame:
                "status": t.status, "error": t.error or "", "attempts": t.attempts}
         for k in schema:
             v = t.metrics.get(k)
-            row[k] = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+            if METRICS[k].kind == "text":
+                row[k] = v if isinstance(v, str) else None
+            else:
+                row[k] = float(v) if isinstance(v, (int, float)) else math.nan      # a flag (bool): 1.0 / 0.0
         for k, v in t.metrics.items():
             if k in row or isinstance(v, (dict, list)) or v is None:
                 continue

@@ -11,6 +11,7 @@ from edgeprune import load_config, load_results, run_sweep
 from edgeprune.cli import main
 from edgeprune.deploy import quantize_onnx, export_onnx
 from edgeprune.measure import onnx_accuracy
+from edgeprune.measure.cpu_features import cpu_int8
 from edgeprune.agent import TOKEN_ENV, make_server
 from edgeprune.errors import ConfigError
 from edgeprune.store import ResultStore
@@ -74,6 +75,10 @@ def test_int8_trials_sit_beside_their_fp32_twins(int8_run):
     assert "latency_torch_ms" not in int8 and int8["latency_onnxruntime_ms"] > 0 and int8["latency_pi_ms"] > 0
     assert fp32["latency_backend"] == int8["latency_backend"] == "onnxruntime"
     assert int8["latency_pi_info"]["onnxruntime"] and "onnxruntime" in int8["latency_pi_device"]
+    # honest speed: each backend's int8 / fp32 ratio and the flag; the CPUs' int8 instructions (the device's own)
+    assert int8["latency_onnxruntime_vs_fp32"] > 0 and int8["latency_pi_vs_fp32"] > 0
+    assert int8["int8_slower"] == (int8["int8_vs_fp32"] > 1) and int8["int8_vs_fp32"] == int8["latency_onnxruntime_vs_fp32"]
+    assert fp32["cpu_int8"] == int8["cpu_int8"] == cpu_int8() == int8["latency_pi_cpu_int8"]
     # distillation: pruned trials distil from the unpruned model, the baseline does not
     assert fp32["distilled"] and not trials[0].metrics["distilled"]
     # the ONNX files were kept

@@ -1,8 +1,11 @@
 """Recovery without fine-tuning (edgeprune.recover): exactness, every architecture
-family the registry prunes, real pretrained weights, and bad input."""
+family the registry prunes, real pretrained weights, bad input, and int8 variants of a
+rebuilt trial."""
 from __future__ import annotations
 
 import copy
+import importlib.util
+import json
 
 import pytest
 import torch
@@ -11,7 +14,9 @@ import torch.nn.functional as F
 import torchvision
 
 import tiny_models
-from conftest import SHARED
+from conftest import SHARED, sweep_config
+from edgeprune import load_config, load_results, run_sweep
+from edgeprune.cli import main
 from edgeprune.errors import EdgepruneError
 from edgeprune.models import create_model
 from edgeprune.prune import prune_model
@@ -247,3 +252,34 @@ def test_a_failing_solve_keeps_the_pruned_weights_and_names_the_layer():
     report = reconstruct(model, pruned, x, eval_images=_images(8, 32, 1))
     assert "solve failed" in report.skipped.get("3", "")
     assert torch.equal(pruned[3].weight, before)
+
+
+def test_int8_variants_of_a_rebuilt_trial_quantize_the_rebuilt_model(tiny_cifar, tmp_path):
+    """The recovery stage rebuilds the pruned layers in place (their biases go to BatchNorm's
+    running means): int8, accuracy-controlled int8 and (with its extra) QAT rows are made from
+    that model, and `deploy` of an int8 row rebuilds it again."""
+    quantize = ["none", "int8", {"int8": {"max_drop": 1}}]
+    if all(importlib.util.find_spec(m) for m in ("torchao", "onnxscript")):
+        quantize.append({"qat": {"steps": 2}})
+    out = tmp_path / "run"
+    cfg = sweep_config(tiny_cifar, out, models=[{"name": "tiny_models:tiny_cnn", "pretrained": False}],
+                       baseline=False, quantize=quantize, prune={"reconstruct": 128},
+                       deploy={"calibration_images": 32})
+    cfg["measure"]["latency"] = ["onnxruntime"]
+    run_sweep(load_config(cfg))
+    df = load_results(out)
+    assert (df["status"] == "done").all(), df["error"].tolist()
+    fp32, variants = df.iloc[0], df.iloc[1:]
+    assert fp32["quantize"] == "none" and fp32["reconstruct_images"] == 128 and fp32["reconstruct_layers"] > 0
+    assert fp32["logit_error_reconstructed"] < fp32["logit_error_pruned"]
+    assert len(variants) == len(quantize) - 1 and (variants["fp32_trial_id"] == fp32["trial_id"]).all()
+    assert (variants["accuracy_fp32"] == fp32["accuracy"]).all() and variants["accuracy"].between(0, 1).all()
+    assert (variants["reconstruct_layers"] == fp32["reconstruct_layers"]).all()     # the twin's path, inherited
+    assert (variants["latency_onnxruntime_ms"] > 0).all() and variants["int8_vs_fp32"].notna().all()
+    controlled = variants[variants["quantize"] == "int8(max_drop=1.0)"].iloc[0]
+    assert controlled["held_out_images"] > 0 and controlled["int8_max_drop"] == 1
+    # deploy runs the trial again (pruning, rebuild, fine-tuning) to get the model its int8 file is made from
+    plain = variants[variants["quantize"] == "int8"].iloc[0]
+    assert main(["deploy", str(out), plain["trial_id"][:8], "-o", str(tmp_path / "release")]) == 0
+    manifest = json.loads((tmp_path / "release" / "deploy.json").read_text())
+    assert abs(manifest["int8_accuracy_onnxruntime"] - plain["accuracy"]) <= 0.02

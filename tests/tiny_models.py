@@ -70,3 +70,19 @@ class _ConvNeXtBlock(nn.Module):
 def tiny_convnext(num_classes: int = 10) -> nn.Module:
     return nn.Sequential(nn.Conv2d(3, 16, 4, stride=4), _ConvNeXtBlock(16), _ConvNeXtBlock(16),
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, num_classes))
+
+
+def int8_hostile_cnn(num_classes: int = 10) -> nn.Module:
+    """tiny_cnn with its classifier made quantization-hostile by construction: channel 15
+    of the last conv is dead (its BatchNorm scale 0 and bias -1: ReLU gives 0 whatever
+    the input, in training and in eval; its conv weights large, so that magnitude
+    pruning keeps it), and every class weighs it 1e4. The fp32 network never sees those
+    weights; int8, quantizing each class's weights on one scale, rounds every other
+    weight of the classifier to zero. Fine-tuning keeps it so (a dead channel gets no
+    gradient)."""
+    net = tiny_cnn(num_classes)
+    with torch.no_grad():
+        net[3].weight[15] = 1.0
+        net[4].weight[15], net[4].bias[15] = 0.0, -1.0
+        net[8].weight[:, 15] = 1e4
+    return net

@@ -11,6 +11,7 @@ import time
 from typing import Optional
 
 from ..deploy.onnx_session import make_session
+from ..measure.cpu_features import cpu_int8
 from ..measure.timing import percentile_stats, time_calls
 
 API_VERSION = 1
@@ -193,6 +194,7 @@ def device_info() -> dict:
         "cores": os.cpu_count(),
         "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "memory_mb": memory_mb, "python": platform.python_version(), "agent_api": API_VERSION,
+        "cpu_int8": cpu_int8(),       # its int8 instructions: whether int8 can pay there
     }
     try:
         import numpy

@@ -15,7 +15,7 @@ from .bench import API_VERSION, ModelLoadError, benchmark, one_line
 from .server import DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT, TOKEN_ENV, make_server
 
 _BUNDLED = ("__init__.py", "_lazy.py", "errors.py", "deploy/__init__.py", "deploy/onnx_session.py",
-            "measure/__init__.py", "measure/timing.py", "agent_protocol.py", "agent/__init__.py", "agent/__main__.py", "agent/bench.py",
+            "measure/__init__.py", "measure/timing.py", "measure/cpu_features.py", "agent_protocol.py", "agent/__init__.py", "agent/__main__.py", "agent/bench.py",
             "agent/main.py", "agent/server.py", "agent/handler.py", "agent/gate.py", "agent/tls.py")
 
 

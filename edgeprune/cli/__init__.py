@@ -5,6 +5,7 @@ commands, each parser beside its handler.
     recommend.py  recommend                      deploy.py    deploy
     latency.py    latency                        agent.py     agent
     catalog.py    models, algorithms             args.py      shared types and options
+    litert.py     litert-env
 
 Exit codes: 0 done, 1 the run could not go on (or trials failed), 2 bad input, 130
 interrupted. Every failure is one line on stderr.
@@ -16,10 +17,10 @@ import sys
 from typing import Optional, Sequence
 
 from ..errors import EdgepruneError, RunError
-from . import agent, catalog, deploy, latency, recommend, results, sweep
+from . import agent, catalog, deploy, latency, litert, recommend, results, sweep
 from .args import Parser, plugin_option
 
-GROUPS = (sweep, results, recommend, deploy, agent, latency, catalog)
+GROUPS = (sweep, results, recommend, deploy, agent, latency, litert, catalog)
 
 
 def build_parser() -> Parser:

@@ -29,9 +29,10 @@ def deploy_command(args) -> int:
         if kind == "int8":
             acc = "" if result.int8_accuracy is None else \
                 f", test accuracy {100 * result.int8_accuracy:.2f}% (onnxruntime)"
+            how = ("made by quantization-aware fine-tuning" if check.get("method") == "qat" else
+                   f"calibrated on {check['calibration_images']} training images")
             print(f"int8: {result.files['int8']} ({check['size_bytes'] / 1e6:.2f} MB, "
-                  f"{check['size_bytes'] / check['fp32_size_bytes']:.2f}x the fp32 file, calibrated on "
-                  f"{check['calibration_images']} training images{acc})")
+                  f"{check['size_bytes'] / check['fp32_size_bytes']:.2f}x the fp32 file, {how}{acc})")
         else:
             diff = check.get("max_abs_diff")
             print(f"{kind}: {result.files[kind]}" + ("" if diff is None else f" (max |diff| {diff:.2e})"))

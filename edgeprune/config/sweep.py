@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..errors import EdgepruneError
 from ..registry import ALGORITHMS, EXECUTORS, MODELS, VARIANTS, load_plugins
+from .variants import canonical_entry, variant_name
 from .sections import (DatasetConfig, DeployConfig, FinetuneConfig, MeasureConfig, ModelSpec, PruneConfig,
                        PruneTarget, RateRange, RayConfig, Registered, Strict, TargetLayers, parse_target, registered)
 
@@ -41,7 +42,8 @@ class SweepConfig(Strict):
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     measure: MeasureConfig = Field(default_factory=MeasureConfig)
-    quantize: list[str] = Field([NO_VARIANT], description="sweep dimension: none | int8 (a variant of each model)")
+    quantize: list[str] = Field([NO_VARIANT], description="sweep dimension: none | int8 | {int8: {max_drop: 0.3}} | "
+                                "qat | {qat: {steps: 200}} (variants of each fine-tuned model)")
     deploy: DeployConfig = Field(default_factory=DeployConfig)
     executor: Registered(EXECUTORS) = "local"
     ray: RayConfig = Field(default_factory=RayConfig)
@@ -82,15 +84,28 @@ class SweepConfig(Strict):
     @field_validator("quantize", mode="before")
     @classmethod
     def _quantize_list(cls, v: Any) -> Any:
-        v = _as_list([NO_VARIANT] if v is None else v, "quantize", (str, bool))
-        return [NO_VARIANT if x in (None, False, "fp32") else x for x in v]
+        v = _as_list([NO_VARIANT] if v is None else v, "quantize", (str, bool, dict))
+        out = []
+        for i, x in enumerate(v):
+            if x in (None, False, "fp32"):
+                x = NO_VARIANT
+            try:
+                out.append(canonical_entry(x))          # {int8: {max_drop: 0.3}} -> "int8(max_drop=0.3)"
+            except ValueError as e:
+                raise ValueError(f"entry {i}: {e}") from None
+        return out
 
     @field_validator("quantize")
     @classmethod
     def _known_variants(cls, v: list[str]) -> list[str]:
         if not v or len(set(v)) != len(v):
-            raise ValueError("name each of none / int8 at most once, and at least one")
-        return [x if x == NO_VARIANT else registered(VARIANTS, x) for x in v]
+            raise ValueError("name each variant (none, int8, {int8: {max_drop: 0.3}}, ...) at most once, and at "
+                             "least one")
+        out = []
+        for x in v:
+            name = variant_name(x)
+            out.append(x if x == NO_VARIANT else x.replace(name, registered(VARIANTS, name), 1))
+        return out
 
     @field_validator("rates", mode="before")
     @classmethod
@@ -125,6 +140,9 @@ class SweepConfig(Strict):
         if any(r.kind == "latency_ms" for r in self.rates) and not backends:
             raise ValueError("rates: a latency_ms target needs a latency backend (measure.latency) to meet it on")
         unstructured = [a for a in self.algorithms if not ALGORITHMS.get(a).structured]
+        if unstructured and any(variant_name(q) == "qat" for q in self.quantize):
+            raise ValueError(f"quantize: qat fine-tunes a physically pruned model; {unstructured[0]} zeroes weights "
+                             "instead (they would grow back): quantize it with int8, or use a structured algorithm")
         if unstructured and any(r.kind != "channels" for r in self.rates):
             raise ValueError(f"rates: {unstructured[0]} zeroes weights and cannot meet params/macs/latency targets; "
                              "give it plain rates (a separate sweep)")

@@ -7,6 +7,8 @@ from __future__ import annotations
 import shutil
 import tempfile
 import weakref
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
@@ -16,18 +18,27 @@ import torch.nn.functional as F
 
 from ..scratch import folder as scratch_folder
 from .export import ExportReport, export_onnx
-from .quantize import QuantizeReport, as_numpy_batches, quantize_onnx
+from .accuracy_control import ControlledReport, quantize_with_accuracy_control
+from .quantize import QuantizeError, QuantizeReport, as_numpy_batches, quantize_onnx
 
 
 class TrialArtifacts:
     """STEM.onnx (fp32) and STEM.int8.onnx, with -SIZEpx before the suffix for other
-    sizes than the trial's. `files()` lists what was made (to keep them)."""
+    sizes than the trial's. `files()` lists what was made (to keep them). With
+    `int8_options` {"max_drop": points}, int8 is made with accuracy control
+    (deploy.accuracy_control), measured on `held_out(size, n)` training images."""
 
     def __init__(self, model: nn.Module, input_size: int, deploy, stem: str, *,
                  check_images: Callable[[int], torch.Tensor],
-                 calibration: Callable[[int], Iterable], test_batches: Optional[Iterable] = None):
+                 calibration: Callable[[int], Iterable], test_batches: Optional[Iterable] = None,
+                 held_out: Optional[Callable[[int, int], list]] = None):
         self.model, self.input_size, self.deploy, self.stem = model, input_size, deploy, stem
-        self._check_images, self._calibration = check_images, calibration
+        self._check_images, self._calibration, self._held_out = check_images, calibration, held_out
+        # how int8 is made: None, plain post-training quantization; {"max_drop": points,
+        # "held_out": images}: with accuracy control (a variant sets it before any int8 file is made)
+        self.int8_options: Optional[dict] = None
+        self.controlled: dict[int, ControlledReport] = {}
+        self.int8_fixed = False       # the int8 file is given (use_int8), not quantized from the fp32 one
         # what backends check their runtime's output against (real test images) and measure accuracy on
         self.parity_images = check_images(input_size)[:16].contiguous().numpy()
         self.test_batches = test_batches
@@ -72,6 +83,14 @@ class TrialArtifacts:
     def int8(self, size: Optional[int] = None) -> Path:
         """The int8 ONNX file at `size`, quantized from the fp32 one."""
         size = size or self.input_size
+        if size not in self.quantized and self.max_drop is not None:
+            d = self.deploy
+            report = quantize_with_accuracy_control(
+                self.onnx(size), self._name(size, ".int8.onnx"), self._calibration(size),
+                self.held_out_batches(size), self.max_drop, threads=torch.get_num_threads(),
+                calibration_images=d.calibration_images, method=d.calibration_method, per_channel=d.per_channel,
+                activation_type=d.activation_type, reduce_range=d.reduce_range)
+            self.controlled[size], self.quantized[size] = report, report.quantize
         if size not in self.quantized:
             d = self.deploy
             self.quantized[size] = quantize_onnx(
@@ -79,6 +98,69 @@ class TrialArtifacts:
                 calibration_images=d.calibration_images, method=d.calibration_method, per_channel=d.per_channel,
                 activation_type=d.activation_type, reduce_range=d.reduce_range)
         return self.quantized[size].path
+
+    def use_int8(self, path: Path, method: str, seconds: float, size: Optional[int] = None,
+                 calibration_images: int = 0) -> None:
+        """Make `path` (an int8 QDQ ONNX file made elsewhere: quantization-aware training)
+        this model's int8 file; runtimes then run it rather than quantize the fp32 one."""
+        size = size or self.input_size
+        path = Path(path)
+        fp32 = self.onnx(size)
+        self.quantized[size] = QuantizeReport(path, fp32, path.stat().st_size, fp32.stat().st_size,
+                                              calibration_images, method, True, "uint8", "int8", "qdq", False,
+                                              seconds)
+        self.int8_fixed = True
+
+    @property
+    def max_drop(self) -> Optional[float]:
+        """The accuracy int8 may lose (points), when made with accuracy control."""
+        return (self.int8_options or {}).get("max_drop")
+
+    def held_out_batches(self, size: Optional[int] = None) -> list:
+        """(images, labels) of the training images accuracy control measures on (int8_options'
+        held_out of them; neither the calibration images nor the test set)."""
+        if self._held_out is None:
+            raise QuantizeError("int8 with max_drop needs held-out training images; this model's files have none")
+        n = int((self.int8_options or {}).get("held_out") or 1000)
+        batches = self._held_out(size or self.input_size, n)
+        if not batches:
+            raise QuantizeError("int8 with max_drop: no training images are left after the calibration images "
+                                "to measure the drop on; lower deploy.calibration_images")
+        return batches
+
+    @contextmanager
+    def plain_int8(self, size: Optional[int] = None):
+        """Within it, int8() is the plain quantization that accuracy control started from
+        (to time what the layers kept in float cost)."""
+        size = size or self.input_size
+        report = self.controlled.get(size)
+        if report is None:
+            yield
+            return
+        kept = self.quantized[size]
+        self.quantized[size] = replace(kept, path=report.plain_path, size_bytes=report.plain_path.stat().st_size)
+        try:
+            yield
+        finally:
+            self.quantized[size] = kept
+
+    def static_int8(self, size: Optional[int] = None, batch: int = 1) -> Path:
+        """The int8 file with its batch fixed (for compilers that want static shapes): the
+        static fp32 export quantized as int8() was (the same layers kept in float), or
+        the given int8 file (use_int8) as it is."""
+        size = size or self.input_size
+        if self.int8_fixed or (not self.deploy.dynamic_batch and batch == 1):
+            return self.int8(size)
+        key = (size, batch, "int8")
+        if key not in self._static:
+            self.int8(size)
+            control, d = self.controlled.get(size), self.deploy
+            self._static[key] = quantize_onnx(
+                self.static_onnx(size, batch), self._name(size, f".static{batch}.int8.onnx"), self._calibration(size),
+                calibration_images=d.calibration_images, method=d.calibration_method, per_channel=d.per_channel,
+                activation_type=d.activation_type, reduce_range=d.reduce_range,
+                exclude=control.float_layers if control else ()).path
+        return self._static[key]
 
     def calibration_batches(self, size: Optional[int] = None) -> list:
         """The calibration images at `size` (deploy.calibration_images of them, float32 NCHW

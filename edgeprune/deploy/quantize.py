@@ -12,7 +12,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Union
+from typing import Sequence, Union
 
 import numpy as np
 
@@ -86,9 +86,10 @@ class _Reader:
 def quantize_onnx(fp32_path: Union[str, Path], int8_path: Union[str, Path], calibration, *,
                   calibration_images: int = 256, method: str = "minmax", per_channel: bool = True,
                   activation_type: str = "uint8", weight_type: str = "int8", quant_format: str = "qdq",
-                  reduce_range: bool = False, preprocess: bool = True) -> QuantizeReport:
+                  reduce_range: bool = False, preprocess: bool = True, exclude: Sequence[str] = ()) -> QuantizeReport:
     """Quantize an fp32 ONNX model to int8 (static: activation ranges are calibrated on
-    `calibration`, e.g. a BatchLoader over training images without augmentation)."""
+    `calibration`, e.g. a BatchLoader over training images without augmentation).
+    The nodes named in `exclude` stay in float (mixed precision)."""
     import onnxruntime as ort
     from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType, quantize_static)
 
@@ -126,7 +127,7 @@ def quantize_onnx(fp32_path: Union[str, Path], int8_path: Union[str, Path], cali
             quantize_static(str(source), str(int8_path.resolve()), reader, quant_format=formats[quant_format],
                             per_channel=per_channel, activation_type=types[activation_type],
                             weight_type=types[weight_type], reduce_range=reduce_range,
-                            calibrate_method=methods[method])
+                            calibrate_method=methods[method], nodes_to_exclude=list(exclude))
         except Exception as e:
             raise QuantizeError(f"int8 quantization of {fp32_path.name} failed: {type(e).__name__}: "
                                 f"{first_line(e)}") from e

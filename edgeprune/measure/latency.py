@@ -10,6 +10,8 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Optional
 
+from ..errors import EdgepruneError
+from .cpu_features import cpu_int8
 from .timing import percentile_stats
 
 # the figures of one backend's timing: what same-architecture trials share
@@ -55,13 +57,17 @@ def shared_timing(metrics: dict, label: str) -> dict:
     return {k: metrics[f"latency_{label}_{k}"] for k in TIMING if f"latency_{label}_{k}" in metrics}
 
 
-def measure_latencies(files, backends: list, quantized: bool = False, known: Optional[dict] = None) -> dict:
+def measure_latencies(files, backends: list, quantized: bool = False, known: Optional[dict] = None,
+                      signature: str = "-int8") -> dict:
     """Latency on every backend: metrics latency_<label>_ms, latency_<label>_p90_ms and
     latency_<label>_<more> each, and latency_ms / latency_p90_ms / latency_threads /
     latency_backend / latency_batch_size / latency_input_size from the first that ran.
     `known` maps a backend label to timing figures already measured for this
-    architecture in this run: they are used instead of timing it again."""
+    architecture in this run: they are used instead of timing it again. A quantized
+    model's `signature` (appended to its architecture's) names what else its timing
+    depends on: which layers stayed in float."""
     metrics: dict = {}
+    on_host = False
     for b in backends:
         label = b.spec.label
         timing = (known or {}).get(label)
@@ -70,9 +76,18 @@ def measure_latencies(files, backends: list, quantized: bool = False, known: Opt
                                                             if k not in ("ms", "p90_ms")})
             m.extra.update(b.assess(files, quantized))
         else:
-            m = b.measure(files, quantized)
+            try:
+                m = b.measure(files, quantized)
+            except EdgepruneError as e:
+                if not quantized:
+                    raise
+                # a runtime that cannot make or run this int8 model: a finding of that runtime, in one
+                # line; the int8 row stands on the others
+                metrics[f"latency_{label}_int8_error"] = str(e)
+                continue
         if m is None:
             continue
+        on_host = on_host or not getattr(b, "remote", False)
         metrics[f"latency_{label}_ms"] = m.median_ms
         metrics[f"latency_{label}_p90_ms"] = m.p90_ms
         for key, value in m.extra.items():
@@ -83,5 +98,7 @@ def measure_latencies(files, backends: list, quantized: bool = False, known: Opt
                            latency_input_size=b.size(files), latency_ci_rel=m.extra.get("ci_rel"))
             if "relative" in m.extra:
                 metrics["latency_relative"] = m.extra["relative"]
-    metrics["arch_signature"] = architecture_signature(files.model, files.input_size) + ("-int8" if quantized else "")
+    if on_host:          # the int8 instructions of the CPU those figures were timed on (a device's: its own)
+        metrics["cpu_int8"] = cpu_int8()
+    metrics["arch_signature"] = architecture_signature(files.model, files.input_size) + (signature if quantized else "")
     return metrics

@@ -21,11 +21,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 
 from ..deploy.export import export_onnx, export_torchscript, tolerance
-from ..errors import first_line
+from ..errors import EdgepruneError, first_line
 from ..registry import RELEASE_FORMATS
 
 DEPLOY_FORMATS = ("onnx",)                                          # `edgeprune deploy` with no format named
@@ -53,15 +54,46 @@ def onnx(r) -> None:
 def int8(r) -> None:
     from ..deploy.quantize import quantize_onnx
     from ..measure.accuracy import onnx_accuracy
+    from ..config.variants import variant_name
+    if variant_name(r.record.spec.get("quantize") or "none") == "qat":
+        _qat_int8(r)
+        return
     r.inputs.need_calibration()
     fp32 = r.file("onnx")
     d = r.cfg.deploy
+    # an accuracy-controlled trial's layers that stayed in float stay in float here too
+    kept_float = [n for n in (r.record.metrics.get("float_layers") or "").split(", ") if n]
     q = quantize_onnx(fp32, r.out / "model.int8.onnx", r.inputs.calibration, calibration_images=d.calibration_images,
                       method=d.calibration_method, per_channel=d.per_channel, activation_type=d.activation_type,
-                      reduce_range=d.reduce_range)
+                      reduce_range=d.reduce_range, exclude=kept_float)
     r.result.files["int8"], r.result.checks["int8"] = q.path, q.to_dict()
     if r.evaluate_int8:
         r.result.int8_accuracy = onnx_accuracy(q.path, r.inputs.test)
+
+
+def _qat_int8(r) -> None:
+    """A QAT row's int8 file is the one its quantization-aware fine-tuning made (the run
+    keeps it with deploy.save_onnx); quantizing its twin's model again would not be it."""
+    from ..deploy.export import onnx_predict
+    from ..deploy.onnx_session import make_session
+    from ..measure.accuracy import onnx_accuracy
+    from ..artifacts import exists, read_bytes
+    kept = r.record.metrics.get("onnx_path")
+    if not kept or not exists(kept):
+        raise EdgepruneError(f"trial {r.record.trial_id[:8]} is a qat row: its int8 file is the one QAT made, which "
+                             "the run keeps only with deploy.save_onnx: true (rerun it with that setting)")
+    out = r.out / "model.int8.onnx"
+    out.write_bytes(read_bytes(kept))
+    session = make_session(str(out), 1)
+    with torch.no_grad():
+        reference = r.model(r.inputs.check).float().numpy()
+    got = np.concatenate([onnx_predict(session, r.inputs.check[i:i + 1].numpy()) for i in range(len(r.inputs.check))])
+    r.result.files["int8"] = out
+    r.result.checks["int8"] = {"path": str(out), "size_bytes": out.stat().st_size, "method": "qat",
+                               "fp32_size_bytes": r.file("onnx").stat().st_size,
+                               "top1_agreement_with_fp32_twin": float((got.argmax(1) == reference.argmax(1)).mean())}
+    if r.evaluate_int8:
+        r.result.int8_accuracy = onnx_accuracy(out, r.inputs.test)
 
 
 @RELEASE_FORMATS.register("torchscript")

@@ -79,13 +79,15 @@ def release_trial(run_dir, trial_id: str, out_dir=None, formats: Sequence[str] =
     A runtime's file is made as the run's `measure.latency` entry for that backend
     says (a TVM target, its tuning), with `backend_options` over it."""
     from ..sweep import trial_model
+    from ..config.variants import INT8_VARIANTS, variant_name
     for f in formats:
         if f not in RELEASE_FORMATS:
             raise EdgepruneError(f"unknown format {f!r}; choose from {', '.join(RELEASE_FORMATS.names())}")
     run = RunFolder(run_dir)
     record = run.find_trial(trial_id, done=True)
     cfg = run.config(data_dir=data_dir, check_data=False)
-    formats = list(dict.fromkeys([*formats, *(["int8"] if record.spec.get("quantize") == "int8" else [])]))
+    int8_row = variant_name(record.spec.get("quantize") or "none") in INT8_VARIANTS
+    formats = list(dict.fromkeys([*formats, *(["int8"] if int8_row else [])]))
     out = Path(out_dir) if out_dir else run.deploy_dir(record.trial_id)
     if out.exists() and not out.is_dir():
         raise EdgepruneError(f"output {str(out)!r} is a file; name a folder (it is created if missing)")

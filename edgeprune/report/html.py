@@ -49,12 +49,13 @@ _IDENTITY_COLUMNS = [
     ("status", "status", "status", ""),
 ]
 _METRIC_COLUMNS = ["accuracy", "accuracy_drop", "accuracy_pruned", "params", "param_reduction", "macs",
-                   "mac_reduction", "size_bytes", "latency_ms", "latency_p90_ms", "sparsity", "finetune_seconds"]
+                   "mac_reduction", "size_bytes", "latency_ms", "int8_vs_fp32", "latency_p90_ms", "sparsity",
+                   "finetune_seconds"]
 _TAIL_COLUMNS = [("pareto", "front", "text", "★: on the accuracy-vs-parameters Pareto front of its run"),
                  ("trial_id", "trial", "id", "trial id (a prefix is enough for deploy and recommend --export)"),
                  ("error", "error", "error", "why a trial failed")]
 _JS_TYPES = {"fraction": "pct", "points": "drop", "count": "int", "mega": "mega", "bytes": "kb", "ms": "f3",
-             "seconds": "f1", "int": "int", "float": "f3"}
+             "seconds": "f1", "int": "int", "float": "f3", "ratio": "f3", "text": "text"}
 
 
 @lru_cache(maxsize=1)
@@ -176,6 +177,23 @@ def _algorithm_tables(data: ReportData) -> list[dict]:
     return tables
 
 
+def _slower_int8(data: ReportData) -> list[dict]:
+    """The int8 variants that run slower than their fp32 twin (in any backend that timed both)."""
+    done = data.done
+    if "int8_slower_on" not in done:
+        return []
+    slow = done[done["int8_slower_on"].notna()]
+    return [{"name": r["name"], "trial": r["trial_id"][:8], "on": r["int8_slower_on"],
+             "twin": str(r.get("fp32_trial_id") or "")[:8]} for _, r in slow.iterrows()]
+
+
+def _cpu_int8(data: ReportData) -> str:
+    """The int8 instructions of the CPUs the latencies were measured on."""
+    done = data.done
+    values = sorted({v for v in done["cpu_int8"].dropna()}) if "cpu_int8" in done else []
+    return ", ".join(values)
+
+
 def _banner(data: ReportData) -> Optional[dict]:
     if not sum(r.unfinished for r in data.runs):
         return None
@@ -264,6 +282,7 @@ def render_html(data: ReportData, files: Optional[list[str]] = None) -> str:
         sections=[{"id": i, "title": t} for i, t in sections], banner=_banner(data), best=_best(data),
         global_targets=bool((trials["target_kind"] != "channels").any()), latency_note=latency_note,
         latency_label="; ".join(labels) or "not measured", algorithm_tables=_algorithm_tables(data),
+        slower_int8=_slower_int8(data), cpu_int8=_cpu_int8(data),
         heatmaps=list(heatmaps), files=files or [],
         data_json=_script_json(json.dumps(payload, separators=(",", ":"), allow_nan=False)),
         figs_json=_script_json(figs_json))

@@ -81,6 +81,8 @@ def _cells(t: TrialRecord) -> dict[str, str]:
              "rate": "-" if t.algorithm == BASELINE else rate_label(t.algorithm, t.target_kind, t.rate),
              "made": made(t), "status": t.status}
     cells.update({k: fmt(k, t.metrics.get(k)) for k in SHOW_ORDER})
+    if t.metrics.get("int8_slower") and cells.get("latency_ms"):
+        cells["latency_ms"] += " !"          # an int8 file slower than its fp32 twin (listed under the table)
     return cells
 
 
@@ -106,6 +108,13 @@ def print_trials(trials: list[TrialRecord], title: str = "", console: Optional[C
         if t.status == "failed" and t.error:
             console.print(f"[red]failed[/] {t.trial_id[:8]} {t.model} {t.algorithm}: {t.error}", highlight=False,
                           soft_wrap=True)
+        slower = t.metrics.get("int8_slower_on")
+        if slower and t.status == "done":
+            twin = str(t.metrics.get("fp32_trial_id") or "")[:8]
+            console.print(f"[yellow]int8 slower[/] {t.trial_id[:8]} {t.model}: slower than its fp32 twin"
+                          + (f" {twin}" if twin else "") + f" on {slower} (latency int8 / fp32, paired with the "
+                          "unpruned model); on that runtime the fp32 model is the faster choice",
+                          highlight=False, soft_wrap=True)
         warning = t.metrics.get("warning")
         if warning:
             console.print(f"[yellow]warning[/] {t.trial_id[:8]} {t.model}: {warning}", highlight=False,

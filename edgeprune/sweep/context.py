@@ -55,9 +55,13 @@ class TrialContext:
         def calibration(size: int):
             return loaders.calibration(base, seed, size)
 
+        def held_out(size: int, n: int):
+            return loaders.held_out(base, seed, size, s.deploy.calibration_images, n)
+
         files = TrialArtifacts(model, base.input_size, s.deploy, stem, check_images=lambda size: resized(check, size),
                                calibration=calibration,
-                               test_batches=loaders.host_test(base) if s.measure.backend_accuracy else None)
+                               test_batches=loaders.host_test(base) if s.measure.backend_accuracy else None,
+                               held_out=held_out)
         if s.measure.latency_reference:
             if id(base) not in self._references:
                 unpruned = copy.deepcopy(base.model).to("cpu").eval()

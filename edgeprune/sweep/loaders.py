@@ -39,6 +39,23 @@ class Loaders:
         return make_loader(self.host.train, 64, base.mean, base.std, shuffle=True, augment=False, image_size=size,
                            seed=seed)
 
+    def held_out(self, base, seed: int, size: int, skip: int, n: int) -> list:
+        """`n` training images with their labels, unaugmented, at `size`: those after the
+        first `skip` of the calibration order (the calibration images), so that what int8
+        accuracy control measures its drop on neither calibrates nor is the test set."""
+        out, seen, got = [], 0, 0
+        for x, y in self.calibration(base, seed, size):
+            start = max(0, skip - seen)
+            seen += len(x)
+            if start >= len(x):
+                continue
+            take = min(len(x) - start, n - got)
+            out.append((x[start:start + take], y[start:start + take]))
+            got += take
+            if got >= n:
+                break
+        return out
+
     def reconstruction_images(self, base, seed: int, count: int) -> torch.Tensor:
         """`count` unlabeled images, normalised and sized for the model, on the device:
         a seeded draw from the training split (labels unused), or the user's own folder

@@ -135,11 +135,18 @@ def check_device(cfg: SweepConfig) -> None:
 
 
 def check_backends(cfg: SweepConfig) -> None:
-    """Every latency backend's runtime is installed here (the local executor; Ray workers
-    may carry runtimes the driver lacks, and report a missing one per trial)."""
+    """Every latency backend's runtime (and QAT's packages) is installed here (the local
+    executor; Ray workers may carry runtimes the driver lacks, and report a missing one
+    per trial)."""
     if cfg.executor != "local":
         return
+    from ..config.variants import variant_name
     from ..registry import LATENCY_BACKENDS
+    if any(variant_name(q) == "qat" for q in cfg.quantize):
+        from ..deploy.qat import missing
+        why = missing()
+        if why:
+            raise EdgepruneError(why)
     for spec in cfg.measure.latency_backends():
         missing = getattr(LATENCY_BACKENDS.get(spec.backend), "missing", None)
         why = missing() if missing else None

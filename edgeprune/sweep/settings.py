@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass
 from typing import Optional
 
+from ..config.variants import INT8_VARIANTS, variant_name
 from ..config import (NO_VARIANT, DatasetConfig, DeployConfig, FinetuneConfig, MeasureConfig, PruneConfig,
                       SweepConfig, TargetLayers)
 
@@ -86,7 +87,7 @@ class TrialSettings:
         ONNX, so that latency_ms compares like with like across fp32 and int8 trials."""
         from ..registry import LATENCY_BACKENDS
         specs = self.measure.latency_backends() if self.measure.latency else []
-        if "int8" in self.quantize and specs:
+        if any(variant_name(q) in INT8_VARIANTS for q in self.quantize) and specs:
             onnx = [s for s in specs if LATENCY_BACKENDS.get(s.backend).runs_onnx]
             if not onnx:
                 specs = [specs[0].model_copy(update={"backend": "onnxruntime", "name": None})] + specs

@@ -25,6 +25,7 @@ from ..registry import ALGORITHMS, VARIANTS
 from ..train import finetune
 from .limits import time_limit
 from ..config import NO_VARIANT
+from ..config.variants import variant_name
 from .context import TrialContext
 from .recovery import recover
 from .unpruned import UnprunedModel
@@ -246,7 +247,7 @@ def _variants(t: _Trial, ctx: TrialContext, variants: Sequence[TrialSpec], outco
     for v in variants:
         start = time.perf_counter()
         try:
-            row = VARIANTS.get(v.quantize)(t.model, t.metrics, ctx, t.base, v)
+            row = VARIANTS.get(variant_name(v.quantize))(t.model, t.metrics, ctx, t.base, v)
         except Exception as e:  # noqa: BLE001 - recorded in the variant's row
             if ctx.disk_full(e):
                 raise                   # a full disk stops the sweep: nothing failed

@@ -37,6 +37,7 @@ class LatencyBackend:
     extra: str = ""                     # the pip extra that installs them
     suffix: str = ".onnx"               # the runtime file's
     offers_int8: bool = False           # it runs an int8 model (`artifact(files, quantized=True)`)
+    remote: bool = False                # timed on another machine (a device), not this one
 
     def __init__(self, spec):
         self.spec = spec

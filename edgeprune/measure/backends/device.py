@@ -15,6 +15,8 @@ RUNTIMES = ("onnxruntime", "openvino", "litert")
 
 
 class Device(LatencyBackend):
+    remote = True           # timed on the device: its own CPU's int8 instructions, not this machine's
+
     def __init__(self, spec):
         super().__init__(spec)
         self.runtime = spec.runtime or "onnxruntime"
@@ -30,9 +32,11 @@ class Device(LatencyBackend):
             raise EdgepruneError(f"measure.latency device {spec.device}: {e}") from None
         self._litert = None
 
+    offers_int8 = True      # the int8 ONNX file (onnxruntime, OpenVINO) or the int8 .tflite (LiteRT) on the device
+
     @property
-    def offers_int8(self) -> bool:
-        return self.runtime != "litert"     # the int8 ONNX file, in onnxruntime or OpenVINO on the device
+    def runs_int8_onnx(self) -> bool:
+        return self.runtime == "onnxruntime"
 
     def artifact(self, files, quantized):
         if self.runtime == "litert":
@@ -42,14 +46,10 @@ class Device(LatencyBackend):
         return super().artifact(files, quantized)
 
     def assess(self, files, quantized):
-        if self.runtime == "litert" and quantized:
-            return {}
         path = self.artifact(files, quantized)
         return {"file_bytes": path.stat().st_size}       # accuracy and parity: in this machine's backends
 
     def time(self, files, quantized):
-        if self.runtime == "litert" and quantized:
-            return None
         s = self.spec
         r = self.client.benchmark(self.artifact(files, quantized), threads=s.threads, warmup=s.warmup,
                                   repeats=s.repeats, batch_size=s.batch_size, runtime=self.runtime,
@@ -57,7 +57,8 @@ class Device(LatencyBackend):
         info = r.get("device", {})
         extra = {k: r[k] for k in ("ci_rel", "iqr_ms", "ci_low_ms", "ci_high_ms", "repeats") if k in r}
         return Measurement(r["median_ms"], r["p90_ms"], {**extra, "runtime": self.runtime,
-                                                         "device": device_summary(info), "info": info})
+                                                         "device": device_summary(info), "info": info,
+                                                         "cpu_int8": info.get("cpu_int8") or "unknown"})
 
 
 def device_summary(info: dict) -> str:

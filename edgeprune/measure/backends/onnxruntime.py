@@ -12,6 +12,7 @@ class OnnxRuntime(LatencyBackend):
     requires = ("onnxruntime",)
     extra = "onnxruntime"
     offers_int8 = True                  # onnxruntime's static QDQ quantization (deploy.quantize)
+    runs_int8_onnx = True               # that very file (what accuracy control's float layers are timed in)
 
     def load(self, path):
         return make_session(str(path), self.spec.threads)

@@ -1,0 +1,167 @@
+"""int8 with a tolerance (quantize: [{int8: {max_drop: 0.3}}]): equalisation and bias
+correction first, then the layers that lose the most stay in float until the drop on
+held-out images holds; onnxruntime (edgeprune's own loop) and OpenVINO (NNCF's)."""
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import onnx
+import pytest
+import torch
+import torch.nn as nn
+
+from edgeprune import load_config, run_sweep
+from edgeprune.config import DeployConfig, LatencySpec
+from edgeprune.deploy import export_onnx
+from edgeprune.deploy.accuracy_control import quantize_with_accuracy_control
+from edgeprune.deploy.equalize import equalize
+from edgeprune.deploy.files import TrialArtifacts
+from edgeprune.errors import ConfigError
+from edgeprune.store import ResultStore
+from edgeprune.sweep import plan_trials
+
+from conftest import sweep_config
+from tiny_models import tiny_cnn
+
+SIDE = 16
+
+
+def _images(n: int, seed: int):
+    """Images whose class is their colour tint (learnable in a few steps)."""
+    rng = np.random.default_rng(seed)
+    tint = np.random.default_rng(0).standard_normal((10, 3)).astype(np.float32)
+    y = rng.integers(0, 10, n)
+    x = rng.standard_normal((n, 3, SIDE, SIDE)).astype(np.float32) * 0.5 + tint[y][:, :, None, None]
+    return torch.from_numpy(x), torch.from_numpy(y)
+
+
+def _trained(net: nn.Module) -> nn.Module:
+    x, y = _images(512, 1)
+    opt = torch.optim.Adam(net.parameters(), 0.02)
+    for _ in range(60):
+        i = torch.randint(0, 512, (64,))
+        loss = nn.functional.cross_entropy(net(x[i]), y[i])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return net.eval()
+
+
+def _hostile(net: nn.Module) -> nn.Module:
+    """int8_hostile_cnn's construction, applied after training."""
+    with torch.no_grad():
+        net[3].weight[15], net[3].bias[15], net[4].running_mean[15], net[4].bias[15] = 0, 0, 0, -1.0
+        net[8].weight[:, 15] = 1e4
+    return net
+
+
+@pytest.fixture(scope="module")
+def nets():
+    torch.manual_seed(0)
+    benign = _trained(tiny_cnn())
+    torch.manual_seed(0)
+    return benign, _hostile(_trained(tiny_cnn()))
+
+
+def test_equalisation_keeps_the_function_and_shares_the_ranges(nets, tmp_path):
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+    from edgeprune.deploy.onnx_session import make_session
+    x, _ = _images(32, 2)
+    export_onnx(nets[0], tmp_path / "m.onnx", SIDE, check_inputs=x[:4], dynamic_batch=True)
+    quant_pre_process(str(tmp_path / "m.onnx"), str(tmp_path / "p.onnx"), skip_symbolic_shape=True)
+    model = onnx.load(str(tmp_path / "p.onnx"))
+    assert equalize(model) == 1                       # conv -> relu -> conv (BatchNorm folded)
+    onnx.save(model, str(tmp_path / "e.onnx"))
+    before, after = (make_session(str(tmp_path / f), 1).run(None, {"input": x.numpy()})[0] for f in ("p.onnx", "e.onnx"))
+    assert np.abs(before - after).max() < 1e-4
+    w = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    r1 = np.abs(w[convs[0].input[1]]).max(axis=(1, 2, 3))
+    r2 = np.abs(w[convs[1].input[1]]).max(axis=(0, 2, 3))
+    assert np.allclose(r1, r2, rtol=1e-4)             # each channel's range shared by both layers
+
+
+def _control(net, tmp_path, max_drop):
+    x, y = _images(400, 3)
+    export_onnx(net, tmp_path / "m.onnx", SIDE, check_inputs=x[:8], dynamic_batch=True)
+    calibration = [_images(128, 4)[0].numpy()]
+    return quantize_with_accuracy_control(tmp_path / "m.onnx", tmp_path / "m.int8.onnx", calibration, [(x, y)],
+                                          max_drop=max_drop, calibration_images=128)
+
+
+def test_a_quantization_hostile_layer_is_kept_in_float(nets, tmp_path):
+    report = _control(nets[1], tmp_path, max_drop=1.0)
+    assert report.accuracy_fp32 > 0.9 and report.accuracy_plain < 0.5      # plain int8 breaks it
+    assert len(report.float_layers) == 1 and report.float_layers[0].endswith("Gemm")   # the classifier, first
+    assert max(report.layer_errors, key=report.layer_errors.get) == report.float_layers[0]
+    assert report.met and report.drop <= 1.0 and report.path.is_file() and report.plain_path.is_file()
+
+
+def test_a_benign_model_stays_int8(nets, tmp_path):
+    report = _control(nets[0], tmp_path, max_drop=2.0)
+    assert report.float_layers == [] and report.met and report.quantizations == 3   # plain, equalised, corrected
+    assert report.equalized_pairs == 1 and report.bias_corrected == 3
+
+
+def _files(net, tmp_path, max_drop):
+    x, y = _images(400, 3)
+    cal = _images(128, 4)[0]
+    files = TrialArtifacts(net, SIDE, DeployConfig(calibration_images=128, reduce_range=False), "m",
+                           check_images=lambda s: x[:16], calibration=lambda s: [cal],
+                           test_batches=[(x, y)], held_out=lambda s, n: [(x[:n], y[:n])])
+    files.int8_options = {"max_drop": max_drop, "held_out": 400}
+    return files
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_controlled_int8_agrees_with_fp32_in_each_runtime(nets, tmp_path, backend):
+    from edgeprune.registry import LATENCY_BACKENDS
+    cls = LATENCY_BACKENDS.get(backend)
+    if cls.missing() or (backend == "openvino" and importlib.util.find_spec("nncf") is None):
+        pytest.skip(f"{backend} is not installed here: pip install 'edgeprune[{cls.extra}]'")
+    files = _files(nets[1], tmp_path, max_drop=1.0)
+    b = cls(LatencySpec(backend=backend, threads=1, batch_size=1, repeats=2, warmup=1, min_seconds=0))
+    try:
+        checks = b.assess(files, True)
+    finally:
+        files.close()
+    assert checks["top1_agreement"] >= 0.9 and checks["accuracy"] >= 0.9, checks
+    assert checks["float_layers"] if backend == "openvino" else files.controlled[SIDE].float_layers
+
+
+def test_the_tolerance_is_checked_and_named_in_trial_ids(tiny_cifar):
+    for bad in (150, -1, "lots"):
+        with pytest.raises(ConfigError) as e:
+            load_config(sweep_config(tiny_cifar, "x", quantize=["none", {"int8": {"max_drop": bad}}]))
+        assert "\n" not in str(e.value) and "max_drop" in str(e.value)
+    with pytest.raises(ConfigError, match="maxdrop.*did you mean: max_drop"):
+        load_config(sweep_config(tiny_cifar, "x", quantize=[{"int8": {"maxdrop": 1}}]))
+    cfg = load_config(sweep_config(tiny_cifar, "x", quantize=["none", "int8", {"int8": {"max_drop": 0.3}}]))
+    assert cfg.quantize == ["none", "int8", "int8(max_drop=0.3)"]
+    specs = plan_trials(cfg)
+    assert len({s.trial_id for s in specs}) == len(specs) and specs[2].describe().endswith("int8(max_drop=0.3)")
+    assert specs[1].as_dict()["quantize"] == "int8" and specs[2].trained_twin() == specs[0]
+    # the string form reads back as the same entry (a run folder's config.yaml)
+    assert load_config(sweep_config(tiny_cifar, "x", quantize=["int8(max_drop=0.3)"])).quantize == ["int8(max_drop=0.3)"]
+
+
+def test_a_sweep_keeps_the_hostile_layer_in_float_and_says_what_it_costs(tiny_cifar, tmp_path):
+    out = tmp_path / "run"
+    cfg = sweep_config(tiny_cifar, out, models=[{"name": "tiny_models:int8_hostile_cnn", "pretrained": False}],
+                       baseline=False, quantize=["none", "int8", {"int8": {"max_drop": 0}}],
+                       finetune={"epochs": 2, "max_steps": 30, "batch_size": 32, "lr": 0.05},
+                       deploy={"calibration_images": 64})
+    cfg["measure"]["latency"] = ["onnxruntime"]
+    run_sweep(load_config(cfg))
+    with ResultStore(out, create=False) as store:
+        fp32, plain, controlled = (t.metrics for t in store.trials())
+    assert controlled["quantize"] == "int8(max_drop=0.0)" and controlled["fp32_trial_id"] == plain["fp32_trial_id"]
+    assert plain["accuracy"] < fp32["accuracy"] - 0.1                # plain int8 breaks it (test set) ...
+    assert controlled["accuracy"] >= fp32["accuracy"] - 0.02         # ... accuracy control does not
+    assert controlled["held_out_images"] == 136                      # 200 training images - 64 calibration
+    assert controlled["float_layers"].endswith("Gemm") and controlled["float_layer_count"] == 1
+    assert controlled["int8_within_tolerance"] and controlled["held_out_drop"] <= 0
+    assert controlled["accuracy_held_out_int8_plain"] < controlled["accuracy_held_out"]
+    assert controlled["float_layers_cost"] > 0 and controlled["float_layers_cost_basis"] == "onnxruntime, paired"
+    assert controlled["latency_onnxruntime_ms"] > 0 and "int8_slower" in controlled and controlled["cpu_int8"]
