@@ -164,13 +164,16 @@ LATENCY_BACKENDS: Registry = Registry("latency backend", lazy={
     "device": "edgeprune.measure.backends.device:Device"},
     aliases={"eager": "torch", "pytorch": "torch", "ort": "onnxruntime", "onnx": "onnxruntime", "ov": "openvino",
              "tflite": "litert"})
+ALLOCATORS: Registry = Registry("allocator", lazy={
+    name: f"edgeprune.allocate.allocators:{attr}" for name, attr in
+    (("uniform", "UNIFORM_ALLOCATOR"), ("global", "GLOBAL"), ("sensitivity", "SENSITIVITY"), ("latency", "LATENCY"))})
 VARIANTS: Registry = Registry("model variant", lazy={"int8": "edgeprune.sweep.variants:int8"})
 RELEASE_FORMATS: Registry = Registry("release format", ("edgeprune.release.formats",))
 EXECUTORS: Registry = Registry("executor", lazy={"local": "edgeprune.sweep.executors.local:LocalExecutor",
                                                  "ray": "edgeprune.sweep.executors.ray_executor:RayExecutor"})
 
 ALL = {r.kind: r for r in (MODELS, ALGORITHMS, LAYER_TYPES, ARCHITECTURES, DATASETS, OPTIMIZERS, RECOVERY,
-                           LATENCY_BACKENDS, VARIANTS, RELEASE_FORMATS, EXECUTORS)}
+                           LATENCY_BACKENDS, ALLOCATORS, VARIANTS, RELEASE_FORMATS, EXECUTORS)}
 
 
 # -- plugins -------------------------------------------------------------------

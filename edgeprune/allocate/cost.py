@@ -10,14 +10,12 @@ asks that question thousands of times.
 """
 from __future__ import annotations
 
-import math
 from typing import Mapping, Optional, Sequence
 
 from ..prune.groups import ChannelStructure, LayerShape
+from .rounding import padded as _padded
 
 
-def _padded(c: float, block: int) -> float:
-    return float(math.ceil(c / block - 1e-9) * block) if block > 1 else c
 
 
 def latency_class(layer: LayerShape) -> str:
