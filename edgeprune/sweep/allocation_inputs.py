@@ -39,33 +39,11 @@ class AllocationInputs:
         self._structures: dict[str, ChannelStructure] = {}
         self.measured_here: set[str] = set()      # keys this process measured
 
-    # -- keys ----------------------------------------------------------------------------------------------------
     def key(self, kind: str, spec) -> str:
-        """One per thing measured: the settings it depends on, the model, and the algorithm
-        for a map. Fine-tuning is left out (unless it adapts the model's head first), and
-        for a map how latency is measured: runs that differ only there share what they
-        measured (a copied RUN/allocation/ is read, not measured again)."""
-        settings = self.ctx.settings
-        ident = {k: v for k, v in settings.identity.items() if k not in ("quantize", "strategy", "precision")}
-        if not may_need_adaptation(spec, settings.finetune):
-            ident.pop("finetune", None)
-        if kind == "sensitivity":
-            ident.pop("measure", None)
-            ident.pop("deploy", None)
-        parts = [kind, ident, model_key(spec)] + ([spec.algorithm] if kind == "sensitivity" else [])
-        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+        return input_key(self.ctx.settings, kind, spec)
 
     def needed(self, spec) -> list[str]:
-        """The kinds an allocated trial of `spec` will ask for, in the order they are measured."""
-        if not spec.is_allocated:
-            return []
-        allocator = ALLOCATORS.get(spec.allocation)
-        kinds = ["runtime"] if self.ctx.latency_backends else []
-        if allocator.cost == "latency":
-            kinds.append("latency")
-        if allocator.needs_map:
-            kinds.append("sensitivity")
-        return kinds
+        return needed(self.ctx.settings, spec)
 
     # -- what trials ask for ------------------------------------------------------------------------------------
     def structure(self, spec, base) -> ChannelStructure:
@@ -97,8 +75,7 @@ class AllocationInputs:
 
     # -- where they come from -----------------------------------------------------------------------------------
     def path(self, kind: str, spec):
-        label = spec.model_label + (f"-{spec.algorithm}" if kind == "sensitivity" else "")
-        return self.run.allocation_path(kind, label, self.key(kind, spec))
+        return input_path(self.run, self.ctx.settings, kind, spec)
 
     def _get(self, kind: str, spec, make: Callable[[], dict]):
         key = self.key(kind, spec)
@@ -114,6 +91,39 @@ class AllocationInputs:
             self._json[key] = data
             self._read[key] = READERS[kind](data)
         return self._read[key]
+
+
+def input_key(settings, kind: str, spec) -> str:
+    """One per thing measured: the settings it depends on, the model, and the algorithm
+    for a map. Fine-tuning is left out (unless it adapts the model's head first), and
+    for a map how latency is measured: runs that differ only there share what they
+    measured (a copied RUN/allocation/ is read, not measured again)."""
+    ident = {k: v for k, v in settings.identity.items() if k not in ("quantize", "strategy", "precision")}
+    if not may_need_adaptation(spec, settings.finetune):
+        ident.pop("finetune", None)
+    if kind == "sensitivity":
+        ident.pop("measure", None)
+        ident.pop("deploy", None)
+    parts = [kind, ident, model_key(spec)] + ([spec.algorithm] if kind == "sensitivity" else [])
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def input_path(run: RunFolder, settings, kind: str, spec):
+    label = spec.model_label + (f"-{spec.algorithm}" if kind == "sensitivity" else "")
+    return run.allocation_path(kind, label, input_key(settings, kind, spec))
+
+
+def needed(settings, spec) -> list[str]:
+    """The kinds an allocated trial of `spec` will ask for, in the order they are measured."""
+    if not spec.is_allocated:
+        return []
+    allocator = ALLOCATORS.get(spec.allocation)
+    kinds = ["runtime"] if settings.latency_specs() else []
+    if allocator.cost == "latency":
+        kinds.append("latency")
+    if allocator.needs_map:
+        kinds.append("sensitivity")
+    return kinds
 
 
 def write(path, data: dict) -> None:
