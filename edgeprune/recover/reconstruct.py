@@ -35,6 +35,7 @@ from .report import ReconstructReport
 from .wave import LayerState, _fast, run_wave
 
 Images = Union[torch.Tensor, Iterable]
+EVAL_IMAGES = 256          # images the logit errors are measured on, without held-out ones
 
 
 def _check(name: str, value, low, integer: bool = True) -> None:
@@ -92,7 +93,8 @@ def reconstruct(unpruned: nn.Module, pruned: nn.Module, images: Images, *,
     batch_size    images per forward pass of the unpruned model
     memory_mb     bound on the activations in flight and the targets held (sets the wave size;
                   more images than one wave holds are taken in several: see above)
-    eval_images   held-out images for the logit errors (default: the first 256 calibration images)
+    eval_images   held-out images for the logit errors (default: the last wave's first 256
+                  calibration images, which cost no extra pass of the rebuilt model)
     layers        rebuild exactly these layers (default: every conv/linear from the first change on)
     residual      a layer that feeds a residual addition alone is solved for the sum
                   (it cancels the skip connection's error); False: for its own output
@@ -112,7 +114,6 @@ def reconstruct(unpruned: nn.Module, pruned: nn.Module, images: Images, *,
     meter = PeakMemory.start(_device(pruned))
     x = collect_images(images, count)
     held_out = eval_images is not None
-    x_eval = collect_images(eval_images) if held_out else x[:256]
     was = unpruned.training, pruned.training
     unpruned.eval()
     pruned.eval()
@@ -120,21 +121,25 @@ def reconstruct(unpruned: nn.Module, pruned: nn.Module, images: Images, *,
         with torch.no_grad():
             device = _device(pruned)
             p_plan = plan(unpruned, pruned, x[:1].to(device), kept_outputs, layers)
-            reference = _logits(unpruned, x_eval, batch_size)
-            before = _relative_error(_logits(pruned, x_eval, batch_size), reference)
             per = max(1, math.ceil(max_rows / len(x)))
             wave = _wave_size(p_plan, per, memory_mb)
             batch_size = min(batch_size, wave)
+            starts = list(range(0, len(x), wave))
+            # the logit errors: on held-out images, or on the last wave's first ones, whose
+            # unpruned and rebuilt logits that wave computes anyway
+            x_eval = collect_images(eval_images) if held_out else x[starts[-1]:starts[-1] + EVAL_IMAGES]
+            before = _logits(pruned, x_eval, batch_size)
             u_mods, p_mods = dict(unpruned.named_modules()), dict(pruned.named_modules())
             states = {l.name: LayerState(l, u_mods, p_mods, device, residual, relu_steps) for l in p_plan.layers}
             skipped = dict(p_plan.skipped)
-            waves = 0
-            starts = list(range(0, len(x), wave))
-            for w0 in starts:
-                run_wave(unpruned, pruned, x[w0:w0 + wave], states, skipped, per, ridge, batch_size, seed + waves,
-                         first=w0 == starts[0], last=w0 == starts[-1])
-                waves += 1
-            after = _relative_error(_logits(pruned, x_eval, batch_size), reference)
+            for i, w0 in enumerate(starts):
+                u_out, p_out = run_wave(unpruned, pruned, x[w0:w0 + wave], states, skipped, per, ridge, batch_size,
+                                        seed + i, first=i == 0, last=i == len(starts) - 1)
+            if held_out or u_out is None or p_out is None:
+                reference, after = _logits(unpruned, x_eval, batch_size), _logits(pruned, x_eval, batch_size)
+            else:
+                reference, after = u_out[:len(x_eval)].double(), p_out[:len(x_eval)].double()
+            error_before, error_after = _relative_error(before, reference), _relative_error(after, reference)
     finally:
         unpruned.train(was[0])
         pruned.eval()
@@ -143,8 +148,9 @@ def reconstruct(unpruned: nn.Module, pruned: nn.Module, images: Images, *,
             skipped[name] = "not reached by the calibration images' forward pass"
     rebuilt = [n for n in states if n not in skipped]
     return ReconstructReport(
-        rebuilt=rebuilt, skipped=skipped, seconds=time.perf_counter() - start, images=len(x), waves=waves,
-        rows={n: states[n].rows for n in rebuilt}, ridges={n: states[n].ridge for n in rebuilt}, logit_error_before=before, logit_error_after=after,
+        rebuilt=rebuilt, skipped=skipped, seconds=time.perf_counter() - start, images=len(x), waves=len(starts),
+        rows={n: states[n].rows for n in rebuilt}, ridges={n: states[n].ridge for n in rebuilt},
+        logit_error_before=error_before, logit_error_after=error_after,
         error_images=len(x_eval), error_on="held-out" if held_out else "calibration",
         peak_memory_mb=meter.stop(),
         settings={"max_rows": max_rows, "ridge": ridge, "memory_mb": memory_mb, "residual": residual,
@@ -152,12 +158,15 @@ def reconstruct(unpruned: nn.Module, pruned: nn.Module, images: Images, *,
 
 
 def _wave_size(p_plan, per_image: int, memory_mb: int) -> int:
-    """Images per wave within `memory_mb`: each image of a wave is in flight at once
-    (about 4 of the largest activation, float32) and leaves `per_image` target rows
-    for every layer until that layer is solved."""
+    """Images per wave within `memory_mb`, less the normal equations (float64, two folds
+    until the ridge is chosen): each image of a wave is in flight at once (about 4 of
+    the largest activation, float32) and leaves `per_image` target rows for every
+    layer until that layer is solved."""
+    equations = sum(16 * l.groups * (l.pruned.weight[0].numel() + 1) ** 2 for l in p_plan.layers)
     activations = 4 * 4 * p_plan.largest
     targets = 4 * per_image * sum(int(l.keep.numel()) for l in p_plan.layers)
-    return max(1, int(memory_mb * 2 ** 20 // max(activations + targets, 1)))
+    room = max(memory_mb * 2 ** 20 - equations, memory_mb * 2 ** 20 // 4)     # a quarter for the waves at least
+    return max(1, int(room // max(activations + targets, 1)))
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -167,6 +176,8 @@ def _device(model: nn.Module) -> torch.device:
 
 def _logits(model: nn.Module, x: torch.Tensor, batch_size: int) -> Optional[torch.Tensor]:
     device = _device(model)
+    if len(x) == 0:
+        return None
     outs = [model(_fast(x[i:i + batch_size].to(device))) for i in range(0, len(x), batch_size)]
     return torch.cat(outs).double() if all(isinstance(o, torch.Tensor) for o in outs) else None
 

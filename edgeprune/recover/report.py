@@ -17,7 +17,7 @@ class ReconstructReport:
     logit_error_before: Optional[float] = None   # |pruned - unpruned| / |unpruned| over the logits
     logit_error_after: Optional[float] = None
     error_images: int = 0                    # images the logit errors were measured on
-    error_on: str = "calibration"            # ... "calibration" (the first ones) or "held-out"
+    error_on: str = "calibration"            # ... "calibration" (the last wave's first ones) or "held-out"
     peak_memory_mb: Optional[float] = None   # process peak RSS during the call (CPU) or CUDA peak allocated
     settings: dict = field(default_factory=dict)
 

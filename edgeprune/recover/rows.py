@@ -12,7 +12,6 @@ import math
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 
 def positions(n_images: int, per_image: int, total: int, generator: torch.Generator) -> torch.Tensor:
@@ -45,7 +44,7 @@ def _conv_padding(conv: nn.Conv2d) -> tuple[int, int, int, int]:
         if conv.padding == "valid":
             return (0, 0, 0, 0)
         pads = []
-        for k, d in zip(reversed(conv.kernel_size), reversed(conv.dilation)):      # W first, as F.pad wants
+        for k, d in zip(reversed(conv.kernel_size), reversed(conv.dilation)):      # W first
             total = d * (k - 1)
             pads += [total // 2, total - total // 2]
         return tuple(pads)
@@ -63,16 +62,19 @@ def input_rows(layer: nn.Module, x: torch.Tensor, pos: torch.Tensor) -> torch.Te
     kh, kw = layer.kernel_size
     sh, sw = layer.stride
     dh, dw = layer.dilation
-    pad = _conv_padding(layer)
-    xp = F.pad(x.permute(0, 2, 3, 1), (0, 0) + pad)                      # B, H, W, C (padded)
-    h_in, w_in = xp.shape[1], xp.shape[2]
-    w_out = (w_in - dw * (kw - 1) - 1) // sw + 1
+    left, right, top, bottom = _conv_padding(layer)
+    h, w = x.shape[2], x.shape[3]
+    w_out = (w + left + right - dw * (kw - 1) - 1) // sw + 1
     pos = pos.to(x.device)
     oy, ox = pos // w_out, pos % w_out                                    # B, k
     ky = torch.arange(kh, device=x.device) * dh
     kx = torch.arange(kw, device=x.device) * dw
-    rows = (oy * sh)[:, :, None, None] + ky[None, None, :, None]          # B, k, kh, 1
-    cols = (ox * sw)[:, :, None, None] + kx[None, None, None, :]          # B, k, 1, kw
+    rows = (oy * sh - top)[:, :, None, None] + ky[None, None, :, None]    # B, k, kh, 1
+    cols = (ox * sw - left)[:, :, None, None] + kx[None, None, None, :]   # B, k, 1, kw
     batch = torch.arange(x.shape[0], device=x.device)[:, None, None, None]
-    patches = xp[batch, rows, cols]                                       # B, k, kh, kw, C
+    # the zero padding is read as zeros at the clamped indices: no padded copy of the map
+    patches = x.permute(0, 2, 3, 1)[batch, rows.clamp(0, h - 1), cols.clamp(0, w - 1)]   # B, k, kh, kw, C
+    if left or right or top or bottom:
+        inside = ((rows >= 0) & (rows < h)) & ((cols >= 0) & (cols < w))
+        patches = patches * inside[..., None].to(patches.dtype)
     return patches.permute(0, 1, 4, 2, 3).reshape(-1, x.shape[1] * kh * kw)

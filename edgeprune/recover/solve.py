@@ -97,7 +97,7 @@ class NormalEquations:
         self.sy += pending[1]
 
     def predict(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        """x @ w (+ bias), in x's precision."""
+        """x @ w (+ bias), in x's precision (float32)."""
         n = x.shape[2]
         w = w.to(x.dtype)
         out = x @ w[:, :n]
@@ -134,13 +134,16 @@ class NormalEquations:
             folds.append((xx, xy, sx, sy, n, self.xx[held], self.sx[held], (self.xy + pending[0])[held],
                           (self.sy + pending[1])[held], self.n[held]))
         def error_at(r: float) -> float:
+            """Held-out error at ridge r; the fits in float32 (only their ranking matters,
+            and it halves the cost), the scores in float64."""
             total = 0.0
             for xx, xy, sx, sy, n, hxx, hsx, hxy, hsy, hn in folds:
                 lam = (r * xx.diagonal(dim1=1, dim2=2).mean(1).clamp(min=1e-12))[:, None, None]
-                chol, info = torch.linalg.cholesky_ex(xx + lam * torch.eye(k, dtype=xx.dtype, device=xx.device))
+                a = (xx + lam * torch.eye(k, dtype=xx.dtype, device=xx.device)).float()
+                chol, info = torch.linalg.cholesky_ex(a)
                 if int(info.max()) != 0:
                     return float("inf")
-                w = torch.cholesky_solve(xy + lam * w0, chol)
+                w = torch.cholesky_solve((xy + lam * w0).float(), chol).double()
                 total += float(self._held_error(self._bias(w, sx, sy, n), hxx, hsx, hxy, hsy, hn))
             return total if total == total else float("inf")
 

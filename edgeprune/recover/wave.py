@@ -67,9 +67,10 @@ class LayerState:
         return w
 
     def unpruned_output(self, y: torch.Tensor) -> torch.Tensor:
-        """The unpruned layer's own output rows, taken to the output space."""
+        """The unpruned layer's own output rows, taken to the output space (float32, as
+        the rows: targets are the largest arrays held)."""
         a, c = self.u_affine
-        return y.double() * a + c
+        return y.float() * a.float() + c.float()
 
     def fit(self, rows: torch.Tensor, wanted: torch.Tensor, skip: Optional[torch.Tensor], split: int,
             ridge, solve: bool, final: bool) -> bool:
@@ -78,8 +79,9 @@ class LayerState:
         solve and write the weights (True when written). Rows before `split` are the first
         cross-validation fold. `final`: no rows follow, the statistics are freed."""
         g = self.layer.groups
-        a, c = self.p_affine
-        offset = skip.double() if skip is not None else 0.0
+        a, c = (t.float() for t in self.p_affine)
+        wanted = wanted.float()
+        offset = skip.float() if skip is not None else 0.0
 
         def grouped(t):
             return t.reshape(t.shape[0], g, -1).transpose(0, 1)
@@ -133,7 +135,10 @@ def _fast(x: torch.Tensor) -> torch.Tensor:
 
 def run_wave(unpruned: nn.Module, pruned: nn.Module, x: torch.Tensor, states: dict[str, LayerState],
              skipped: dict[str, str], per_image: int, ridge, batch_size: int, seed: int, first: bool,
-             last: bool) -> None:
+             last: bool) -> tuple:
+    """Returns both models' outputs on the wave: with `last`, the pruned model's are the
+    rebuilt model's (each layer is solved before it runs), so they give the logit error
+    without another pass."""
     """One wave. Layers are solved in the first wave (so that the rest see rebuilt
     inputs) and the last (from every wave's rows); a middle wave only adds rows, which
     saves a factorisation per layer and wave. The first half of the wave's images is
@@ -202,7 +207,7 @@ def run_wave(unpruned: nn.Module, pruned: nn.Module, x: torch.Tensor, states: di
             return None
         layer = state.layer
         try:
-            written = state.fit(wait["rows"], torch.cat(targets.pop(name)).double(),
+            written = state.fit(wait["rows"], torch.cat(targets.pop(name)),
                                 output_rows(layer.pruned, skip, pos[name]), half * pos[name].shape[1], ridge, solving,
                                 last)
         except (FloatingPointError, RuntimeError) as e:
@@ -210,14 +215,14 @@ def run_wave(unpruned: nn.Module, pruned: nn.Module, x: torch.Tensor, states: di
             return None
         return recompute(layer.pruned, state.bn_p, wait["input"]) + skip if written else None
 
-    handles = []
+    handles, u_out, p_out = [], [], None
     try:
         handles = [u_mods[name].register_forward_hook(record(name)) for name in states]
         with u_mode if sums else contextlib.nullcontext():
             for i in range(0, n, batch_size):
                 chunk[:] = [i, min(i + batch_size, n)]
                 u_mode.count = 0                   # additions are counted per forward pass
-                unpruned(_fast(x[i:i + batch_size].to(device)))
+                u_out.append(unpruned(_fast(x[i:i + batch_size].to(device))))
         for h in handles:
             h.remove()
         chunk[:] = [0, n]
@@ -227,9 +232,11 @@ def run_wave(unpruned: nn.Module, pruned: nn.Module, x: torch.Tensor, states: di
                 end = state.layer.norm or name
                 handles.append(p_mods[end].register_forward_hook(output_of(name)))
         with p_mode if sums else contextlib.nullcontext():
-            pruned(_fast(x.to(device)))
+            p_out = pruned(_fast(x.to(device)))
     finally:
         for h in handles:
             h.remove()
     for name in pending:
         skipped[name] = "its addition was not reached as in the probe pass"
+    u_out = torch.cat(u_out) if all(isinstance(o, torch.Tensor) for o in u_out) else None
+    return u_out, p_out if isinstance(p_out, torch.Tensor) else None
