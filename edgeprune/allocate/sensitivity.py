@@ -39,7 +39,7 @@ class SensitivityMap:
     widths: list[float]                       # the kept fractions asked for
     kept: dict[str, list[int]]                # group -> channels kept at each probe (ascending)
     loss: dict[str, list[float]]              # group -> loss at each probe
-    base_loss: float                          # the unpruned model's loss on the same images
+    base_loss: float                          # the unpruned model's loss on the same images, recovered alike
     recovery: str                             # "batchnorm" | "batchnorm+rebuild"
     images: int
     seconds: float                            # what measuring it took
@@ -139,7 +139,6 @@ def measure_sensitivity(model: nn.Module, prune_group: PruneGroup, structure: Ch
     if not widths or not all(0 < w < 1 for w in widths):
         raise EdgepruneError(f"allocate.widths: give kept fractions in (0, 1), got {widths}")
     groups = [g for g in structure.groups if g.channels > 1]
-    base_loss = calibration_loss(unpruned, images, labels, batch_size, batch_norm=False)
     calls, reduced = 0, []
 
     def probe(group, keep: int) -> float:
@@ -173,10 +172,14 @@ def measure_sensitivity(model: nn.Module, prune_group: PruneGroup, structure: Ch
             reduced.append(f"widths thinned to {widths}")
         elif len(images) >= 2 * MIN_IMAGES:
             images, labels = images[:len(images) // 2], labels[:len(labels) // 2]
-            base_loss = calibration_loss(unpruned, images, labels, batch_size, batch_norm=False)
             reduced.append(f"images halved to {len(images)}")
         else:
             break
+    # the unpruned model's loss under the same recovery as the probes (BatchNorm on the images' own
+    # statistics, or as they are after a rebuild), so that what a probe gains from recovery alone
+    # does not read as a cut that costs nothing
+    reference = unpruned if rebuild is not None else copy.deepcopy(unpruned)
+    base_loss = calibration_loss(reference, images, labels, batch_size, batch_norm=rebuild is None)
     kept, loss = {}, {}
     for g in groups:
         kept[g.name] = probe_widths(g.channels, widths)
