@@ -55,6 +55,8 @@ def prepare(t, ctx) -> Prepared:
     structure = inputs.structure(spec, base)
     profiles = inputs.runtime(spec, base) if ctx.latency_backends else {}
     latency = inputs.latency_model(spec, base) if allocator.cost == "latency" else None
+    map_key = inputs.key("sensitivity", spec)
+    known = map_key in inputs.measured_here           # measured by an earlier trial of this process
     smap = inputs.sensitivity(spec, base) if allocator.needs_map else None
     m = t.metrics
     m.update(allocation=spec.allocation, allocation_multiple=multiple_of(ctx.settings, profiles))
@@ -63,7 +65,7 @@ def prepare(t, ctx) -> Prepared:
         m.update(runtime_multiple=first.multiple, runtime_block=first.block)
     if smap is not None:
         m.update(map_seconds=smap.seconds, map_calls=smap.calls, map_images=smap.images, map_widths=len(smap.widths),
-                 map_recovery=smap.recovery, map_measured=inputs.key("sensitivity", spec) in inputs.measured_here)
+                 map_recovery=smap.recovery, map_measured=not known and map_key in inputs.measured_here)
         if smap.reduced:
             m["map_reduced"] = smap.reduced
     if latency is not None:
@@ -142,8 +144,11 @@ class _Solver:
         return prune_to_widths(self.source, self.spec.algorithm, self.p.structure, widths, self.req)
 
     def unreachable(self, what: str) -> EdgepruneError:
+        fix = "lower the target, or let groups go narrower (allocate.widths"
+        if self.p.multiple > 1:     # a group narrower than the multiple cannot be cut at all
+            fix += f"; widths are kept at multiples of {self.p.multiple}: allocate.round_to: 1 lifts that"
         return EdgepruneError(f"{self.spec.rate_label} cannot be met by {self.spec.allocation} allocation: {what}; "
-                              "lower the target, or let groups go narrower (allocate.widths)")
+                              f"{fix})")
 
 
 class _Timer:
