@@ -36,7 +36,8 @@ def _trials(run) -> dict:
 def test_uniform_trials_keep_their_ids_beside_allocated_ones(tiny_cifar, tmp_path):
     plain = load_config(sweep_config(tiny_cifar, tmp_path / "a", rates=[0.3, {"macs": 0.5}]))
     both = load_config(sweep_config(tiny_cifar, tmp_path / "a", rates=[0.3, {"macs": 0.5}],
-                                    allocation=["uniform", "sensitivity", "latency"]))
+                                    allocation=["uniform", "sensitivity", "latency"],
+                                    allocate={"widths": [0.5], "images": 64}))
     ids = [s.trial_id for s in plan_trials(plain)]
     planned = plan_trials(both)
     assert [s.trial_id for s in planned if s.allocation == "uniform"] == ids

@@ -80,6 +80,8 @@ class TrialSpec:
         for key, default in (("quantize", NO_VARIANT), ("parent", None), ("stage", PRUNE), ("budget", None)):
             if d[key] == default:
                 del d[key]
+        if not self.is_allocated and "allocate" in d["settings"]:     # how allocations are made: not a uniform trial's
+            d["settings"] = {k: v for k, v in d["settings"].items() if k != "allocate"}
         blob = json.dumps(d, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
