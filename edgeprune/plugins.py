@@ -19,13 +19,14 @@ from __future__ import annotations
 
 from typing import Callable, Mapping, Optional, Sequence
 
-from .registry import (ALGORITHMS, ARCHITECTURES, DATASETS, EXECUTORS, LATENCY_BACKENDS, LAYER_TYPES, OPTIMIZERS,
-                       RECOVERY, RELEASE_FORMATS, VARIANTS, load_plugins)
+from .registry import (ALGORITHMS, ALLOCATORS, ARCHITECTURES, DATASETS, EXECUTORS, LATENCY_BACKENDS, LAYER_TYPES,
+                       OPTIMIZERS, RECOVERY, RELEASE_FORMATS, VARIANTS, load_plugins)
 
 __all__ = ["register_criterion", "register_pruner", "register_model_family", "register_dataset",
            "register_optimizer", "register_latency_backend", "register_layer_type", "register_architecture",
            "register_executor",
-           "register_variant", "register_release_format", "register_recovery", "load_plugins", "Filters", "Pruner", "PruneRequest", "Weights"]
+           "register_variant", "register_release_format", "register_recovery", "register_allocator", "load_plugins",
+           "Filters", "Pruner", "PruneRequest", "Weights"]
 
 
 def __getattr__(name: str):
@@ -178,3 +179,29 @@ def register_recovery(name: str, method: Optional[Callable] = None, *, replace: 
     (edgeprune.recover), changing `pruned` in place; `images` are normalised,
     unlabeled calibration images. Usable as a decorator."""
     return _decorator_or_call(lambda f: RECOVERY.add(name, f, plugin=True, replace=replace), method)
+
+
+def register_allocator(name: str, allocator=None, *, cost: str = "macs", needs_map: bool = False,
+                       needs_scores: bool = False, description: str = "", replace: bool = False):
+    """A way to split a pruned trial's budget over its channel groups (`allocation: [NAME]`):
+    an `edgeprune.allocate.Allocator`, or a function `allocate(problem) -> {group: channels
+    kept}` given an `edgeprune.allocate.Problem` (its groups, the widths each may take, the
+    cost of widths and the budget, the sensitivity map when `needs_map`, the normalised
+    channel scores when `needs_scores`). `cost`: what the budget counts, "macs" (parameters
+    under a params target) or "latency" (the first latency backend's, predicted by a model
+    fitted to its timings). Usable as a decorator."""
+    if cost not in ("macs", "latency"):
+        raise ValueError(f"register_allocator({name!r}): cost is 'macs' or 'latency', not {cost!r}")
+
+    def register(obj):
+        from .allocate import Allocator, FunctionAllocator
+        if isinstance(obj, Allocator):
+            entry = obj
+            entry.name = entry.name or name
+        elif callable(obj):
+            entry = FunctionAllocator(name, obj, cost, needs_map, needs_scores,
+                                      description or (obj.__doc__ or "").strip().split("\n")[0])
+        else:
+            raise TypeError(f"register_allocator({name!r}): give an Allocator or a function, not {type(obj).__name__}")
+        ALLOCATORS.add(name, entry, plugin=True, replace=replace)
+    return _decorator_or_call(register, allocator)

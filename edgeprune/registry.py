@@ -164,6 +164,9 @@ LATENCY_BACKENDS: Registry = Registry("latency backend", lazy={
     "device": "edgeprune.measure.backends.device:Device"},
     aliases={"eager": "torch", "pytorch": "torch", "ort": "onnxruntime", "onnx": "onnxruntime", "ov": "openvino",
              "tflite": "litert"})
+ALLOCATORS: Registry = Registry("allocator", lazy={
+    name: f"edgeprune.allocate.allocators:{attr}" for name, attr in
+    (("uniform", "UNIFORM_ALLOCATOR"), ("global", "GLOBAL"), ("sensitivity", "SENSITIVITY"), ("latency", "LATENCY"))})
 VARIANTS: Registry = Registry("model variant", lazy={"int8": "edgeprune.sweep.variants:int8",
                                                     "qat": "edgeprune.sweep.variants:qat"})
 RELEASE_FORMATS: Registry = Registry("release format", ("edgeprune.release.formats",))
@@ -171,7 +174,7 @@ EXECUTORS: Registry = Registry("executor", lazy={"local": "edgeprune.sweep.execu
                                                  "ray": "edgeprune.sweep.executors.ray_executor:RayExecutor"})
 
 ALL = {r.kind: r for r in (MODELS, ALGORITHMS, LAYER_TYPES, ARCHITECTURES, DATASETS, OPTIMIZERS, RECOVERY,
-                           LATENCY_BACKENDS, VARIANTS, RELEASE_FORMATS, EXECUTORS)}
+                           LATENCY_BACKENDS, ALLOCATORS, VARIANTS, RELEASE_FORMATS, EXECUTORS)}
 
 
 # -- plugins -------------------------------------------------------------------

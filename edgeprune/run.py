@@ -3,6 +3,8 @@
     RUN/results.db      the results store (edgeprune.store)
     RUN/config.yaml     the config that made the trials (what the folder holds)
     RUN/adapted/        unpruned models with an adapted head, one file per model
+    RUN/allocation/     what layer-wise allocations share: sensitivity maps (per model x algorithm),
+                        runtime profiles and latency models (per model), JSON, measured once per run
     RUN/models/         saved trial models (save_models, or kept for a variant or a child)
     RUN/onnx/           kept ONNX files
     RUN/report/         `edgeprune report`
@@ -48,6 +50,14 @@ class RunFolder:
         """The adapted unpruned model of one model spec and seed."""
         name = model_label.replace("/", "_").replace(":", "_")
         return self.path / "adapted" / f"{name}-{key_hash}-seed{seed}.pt"
+
+    def allocation_path(self, kind: str, label: str, key_hash: str) -> Path:
+        """One measured input of allocated trials (kind: sensitivity | runtime | latency)."""
+        name = label.replace("/", "_").replace(":", "_")
+        return self.path / "allocation" / f"{kind}-{name}-{key_hash}.json"
+
+    def allocation_files(self, kind: str = "*") -> list[Path]:
+        return sorted((self.path / "allocation").glob(f"{kind}-*.json"))
 
     # relative to the run's storage (the folder itself, or an fsspec URL: ArtifactStore)
     @staticmethod

@@ -129,6 +129,44 @@ class PruneConfig(Strict):
                                   "labels unused) or a folder of your own images")
 
 
+class AllocateConfig(Strict):
+    """How layer-wise allocations (`allocation: [global, sensitivity, latency]`) are made:
+    the sensitivity map each model x algorithm gets once per run, and the runtime's
+    channel multiple and latency model."""
+    widths: list[float] = Field([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9], min_length=1, max_length=99,
+                                description="the kept fractions each channel group is measured at for the "
+                                            "sensitivity map (the narrowest is the least a group may keep)")
+    images: int = Field(512, ge=8, le=100_000, description="labelled training images (unaugmented) the map's loss "
+                                                           "is measured on")
+    rebuild: Union[bool, Literal["auto"]] = Field("auto", description="rebuild the cut group's consumers by least "
+                                                  "squares before each of the map's measurements (auto: when trials "
+                                                  "rebuild, prune.reconstruct > 0)")
+    max_seconds: Optional[float] = Field(1800.0, gt=0, le=1e7, description="bound on measuring one map: beyond it "
+                                         "the rebuild is dropped, then every other width, then half the images "
+                                         "(null: no bound)")
+    round_to: Union[Literal["auto"], int] = Field("auto", description="allocated widths are multiples of this: auto "
+                                                  "measures the multiple each latency backend runs fastest (1 "
+                                                  "without a backend)")
+    latency_networks: Optional[int] = Field(None, ge=4, le=500, description="networks timed to fit the latency "
+                                            "model (default: 2 per class of layer + 8, 14..40)")
+
+    @field_validator("widths")
+    @classmethod
+    def _fractions(cls, v: list[float]) -> list[float]:
+        if not all(0.0 < w < 1.0 for w in v):
+            raise ValueError(f"give kept fractions in (0, 1), got {v}")
+        if len(set(v)) != len(v):
+            raise ValueError("a width is listed twice")
+        return sorted(v)
+
+    @field_validator("round_to")
+    @classmethod
+    def _multiple(cls, v):
+        if v != "auto" and not 1 <= v <= 4096:
+            raise ValueError("round_to: auto, or a channel multiple in 1..4096")
+        return v
+
+
 class DatasetConfig(Strict):
     name: Registered(DATASETS) = "cifar10"
     root: str = "data"

@@ -7,9 +7,9 @@ from typing import Any, Literal, Optional
 from pydantic import Field, field_validator, model_validator
 
 from ..errors import EdgepruneError
-from ..registry import ALGORITHMS, EXECUTORS, MODELS, VARIANTS, load_plugins
+from ..registry import ALGORITHMS, ALLOCATORS, EXECUTORS, MODELS, VARIANTS, load_plugins
 from .variants import canonical_entry, variant_name
-from .sections import (DatasetConfig, DeployConfig, FinetuneConfig, MeasureConfig, ModelSpec, PruneConfig,
+from .sections import (AllocateConfig, DatasetConfig, DeployConfig, FinetuneConfig, MeasureConfig, ModelSpec, PruneConfig,
                        PruneTarget, RateRange, RayConfig, Registered, Strict, TargetLayers, parse_target, registered)
 
 NO_VARIANT = "none"    # the quantize value of a trial that is its own fine-tuned model
@@ -35,6 +35,10 @@ class SweepConfig(Strict):
     strategy: Literal["independent", "cascade"] = Field(
         "independent", description="independent: every rate from the unpruned model (the published protocol); "
                                    "cascade: each rate from the previous rate's fine-tuned model")
+    allocation: list[str] = Field(["uniform"], description="sweep dimension: how each pruned trial's budget is "
+                                  "split over its channel groups: uniform | global | sensitivity | latency (or a "
+                                  "plugin's)")
+    allocate: AllocateConfig = Field(default_factory=AllocateConfig)
     baseline: bool = True
     round_to: Optional[int] = Field(None, gt=0, le=4096, description="round kept channels to a multiple of this")
     target: TargetLayers = Field(default_factory=TargetLayers)   # factories: their validators read registries
@@ -80,6 +84,11 @@ class SweepConfig(Strict):
     @classmethod
     def _algorithms_list(cls, v: Any) -> Any:
         return _as_list(v, "algorithms", (str,))
+
+    @field_validator("allocation", mode="before")
+    @classmethod
+    def _allocation_list(cls, v: Any) -> Any:
+        return _as_list(v, "allocation", (str,))
 
     @field_validator("quantize", mode="before")
     @classmethod
@@ -131,6 +140,7 @@ class SweepConfig(Strict):
             if a not in ALGORITHMS:
                 raise ValueError(f"algorithms: {ALGORITHMS.unknown_message(a)}")
         _no_duplicates("algorithms", self.algorithms)
+        _check_allocation(self)
         if not self.rates:
             raise ValueError("rates: name at least one rate")
         _no_duplicates("rates", [r.label for r in self.rates])
@@ -147,6 +157,31 @@ class SweepConfig(Strict):
             raise ValueError(f"rates: {unstructured[0]} zeroes weights and cannot meet params/macs/latency targets; "
                              "give it plain rates (a separate sweep)")
         return self
+
+
+def _check_allocation(cfg: SweepConfig) -> None:
+    if not cfg.allocation:
+        raise ValueError("allocation: name at least one (uniform: every layer cut alike)")
+    for a in cfg.allocation:
+        if a not in ALLOCATORS:
+            raise ValueError(f"allocation: {ALLOCATORS.unknown_message(a)}")
+    _no_duplicates("allocation", cfg.allocation)
+    allocated = [ALLOCATORS.get(a) for a in cfg.allocation if a != "uniform"]
+    if not allocated:
+        return
+    for a in cfg.algorithms:
+        pruner = ALGORITHMS.get(a)
+        if not pruner.structured:
+            raise ValueError(f"allocation: {a} zeroes weights, and an allocation chooses channel counts; give "
+                             f"{a} a sweep with allocation: [uniform]")
+        scored = [x.name for x in allocated if x.needs_scores]
+        if scored and getattr(pruner, "criterion", None) is None:
+            raise ValueError(f"allocation: {scored[0]} ranks a criterion's channel scores, and {a} chooses its own "
+                             "channels; use sensitivity with it")
+    timed = [x.name for x in allocated if x.cost == "latency"]
+    if timed and not cfg.measure.latency_backends():
+        raise ValueError(f"allocation: {timed[0]} allocates against measured latency and needs a latency backend "
+                         "(measure.latency)")
 
 
 def _no_duplicates(key: str, labels: list[str], fix: str = "remove the repeat") -> None:

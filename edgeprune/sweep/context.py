@@ -20,6 +20,7 @@ from ..measure.backends import make_backends
 from ..run import RunFolder
 from .options import RunOptions
 from .settings import TrialSettings
+from .allocation_inputs import AllocationInputs
 from .shared_timing import SharedTiming
 from .loaders import Loaders
 from .sink import ArtifactSink
@@ -37,6 +38,7 @@ class TrialContext:
         self.sink = ArtifactSink(options.storage, options.save_models, settings.deploy.save_onnx)
         self.latency_backends = make_backends(settings.latency_specs())
         self.timing = SharedTiming()          # one latency per architecture and backend (shared_timing)
+        self.allocation = AllocationInputs(self)     # sensitivity maps, runtime profiles: measured once per run
         self._references: dict[int, TrialArtifacts] = {}
 
     def unpruned(self, spec) -> UnprunedModel:
@@ -45,10 +47,11 @@ class TrialContext:
     def on_device(self, model: nn.Module) -> nn.Module:
         return self.models.on_device(model)
 
-    def deploy_files(self, stem: str, model: nn.Module, base: UnprunedModel, seed: int) -> TrialArtifacts:
+    def deploy_files(self, stem: str, model: nn.Module, base: UnprunedModel, seed: int,
+                     paired: bool = True) -> TrialArtifacts:
         """On-demand, verified ONNX / int8 files of a trial's model; with
-        measure.latency_reference, paired with the unpruned model's (made once per
-        unpruned model, kept for the process)."""
+        measure.latency_reference (and `paired`), paired with the unpruned model's (made
+        once per unpruned model, kept for the process)."""
         s, loaders = self.settings, self.loaders
         check = loaders.parity_images(base)
 
@@ -62,7 +65,7 @@ class TrialContext:
                                calibration=calibration,
                                test_batches=loaders.host_test(base) if s.measure.backend_accuracy else None,
                                held_out=held_out)
-        if s.measure.latency_reference:
+        if s.measure.latency_reference and paired:
             if id(base) not in self._references:
                 unpruned = copy.deepcopy(base.model).to("cpu").eval()
                 self._references[id(base)] = TrialArtifacts(

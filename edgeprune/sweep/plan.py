@@ -1,4 +1,4 @@
-"""Expanding a sweep config into trials: every model x algorithm x rate, plus one
+"""Expanding a sweep config into trials: every model x algorithm x allocation x rate, plus one
 unpruned baseline per model with the same fine-tuning (its curve's reference), and
 each of them once per `quantize` variant.
 
@@ -16,6 +16,7 @@ from ..config import BASELINE, NO_VARIANT, SweepConfig, rate_label
 from .settings import TrialSettings
 
 PRUNE, REFINE = "prune", "refine"     # a trial's stage
+UNIFORM = "uniform"                   # the allocation of a trial that cuts every layer alike
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class TrialSpec:
     parent: Optional[str] = None    # the trial whose fine-tuned model this one starts from (cascade, refine)
     stage: str = PRUNE              # prune (and fine-tune) | refine (fine-tune the parent's model further)
     budget: Optional[float] = None  # refine: the epochs it adds
+    allocation: str = UNIFORM       # how its budget is split over channel groups (edgeprune.allocate)
 
     @property
     def model_label(self) -> str:
@@ -38,6 +40,16 @@ class TrialSpec:
     @property
     def is_baseline(self) -> bool:
         return self.algorithm == BASELINE
+
+    @property
+    def is_allocated(self) -> bool:
+        return self.allocation != UNIFORM and not self.is_baseline
+
+    @property
+    def method(self) -> str:
+        """What tables and figures call its pruning: the algorithm, with its allocation when
+        it is not uniform ("l1+sensitivity"), so that the two sit side by side."""
+        return f"{self.algorithm}+{self.allocation}" if self.is_allocated else self.algorithm
 
     @property
     def is_variant(self) -> bool:
@@ -53,10 +65,13 @@ class TrialSpec:
 
     def as_dict(self) -> dict:
         """The spec as JSON (what results.db keeps; `from_dict` reads it back)."""
-        return {"model": json.loads(json.dumps(self.model)), "algorithm": self.algorithm,
-                "target_kind": self.target_kind, "rate": self.rate, "seed": self.seed,
-                "settings": self.settings.identity, "quantize": self.quantize, "parent": self.parent,
-                "stage": self.stage, "budget": self.budget}
+        d = {"model": json.loads(json.dumps(self.model)), "algorithm": self.algorithm,
+             "target_kind": self.target_kind, "rate": self.rate, "seed": self.seed,
+             "settings": self.settings.identity, "quantize": self.quantize, "parent": self.parent,
+             "stage": self.stage, "budget": self.budget}
+        if self.allocation != UNIFORM:      # stored specs of uniform trials read as they always did
+            d["allocation"] = self.allocation
+        return d
 
     @property
     def trial_id(self) -> str:
@@ -65,6 +80,8 @@ class TrialSpec:
         for key, default in (("quantize", NO_VARIANT), ("parent", None), ("stage", PRUNE), ("budget", None)):
             if d[key] == default:
                 del d[key]
+        if not self.is_allocated and "allocate" in d["settings"]:     # how allocations are made: not a uniform trial's
+            d["settings"] = {k: v for k, v in d["settings"].items() if k != "allocate"}
         blob = json.dumps(d, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -73,14 +90,14 @@ class TrialSpec:
         return rate_label(self.algorithm, self.target_kind, self.rate)
 
     def describe(self) -> str:
-        what = "baseline" if self.is_baseline else f"{self.algorithm} @ {self.rate_label}"
+        what = "baseline" if self.is_baseline else f"{self.method} @ {self.rate_label}"
         return (f"{self.model_label} {what}" + (f" {self.quantize}" if self.is_variant else "")
                 + (f" refined +{self.budget:g} epochs" if self.is_refinement else ""))
 
     def to_row(self) -> dict:
         # a variant is its own line in tables and figures: "resnet20 int8" beside "resnet20"
         label = f"{self.model_label} {self.quantize}" if self.is_variant else self.model_label
-        return {"trial_id": self.trial_id, "model": label, "algorithm": self.algorithm,
+        return {"trial_id": self.trial_id, "model": label, "algorithm": self.method,
                 "target_kind": self.target_kind, "rate": self.rate, "seed": self.seed, "spec": self.as_dict()}
 
     @classmethod
@@ -122,18 +139,20 @@ def plan_trials(cfg: SweepConfig) -> list[TrialSpec]:
         if cfg.baseline:
             trials += [TrialSpec(model, BASELINE, "channels", 0.0, cfg.seed, settings, q) for q in cfg.quantize]
         for algorithm in cfg.algorithms:
-            rates = cfg.rates
-            if cfg.strategy == "cascade":
-                kinds = list(dict.fromkeys(r.kind for r in rates))
-                rates = sorted(rates, key=lambda r: (kinds.index(r.kind), r.value))
-            parent = None
-            for i, target in enumerate(rates):
-                if cfg.strategy == "cascade" and i and rates[i - 1].kind != target.kind:
-                    parent = None                    # another target kind: another chain
-                link = TrialSpec(model, algorithm, target.kind, target.value, cfg.seed, settings, parent=parent)
-                trials += [replace(link, quantize=q) for q in cfg.quantize]
+            for allocation in cfg.allocation:
+                rates = cfg.rates
                 if cfg.strategy == "cascade":
-                    parent = link.trial_id
+                    kinds = list(dict.fromkeys(r.kind for r in rates))
+                    rates = sorted(rates, key=lambda r: (kinds.index(r.kind), r.value))
+                parent = None
+                for i, target in enumerate(rates):
+                    if cfg.strategy == "cascade" and i and rates[i - 1].kind != target.kind:
+                        parent = None                    # another target kind: another chain
+                    link = TrialSpec(model, algorithm, target.kind, target.value, cfg.seed, settings, parent=parent,
+                                     allocation=allocation)
+                    trials += [replace(link, quantize=q) for q in cfg.quantize]
+                    if cfg.strategy == "cascade":
+                        parent = link.trial_id
     return trials
 
 

@@ -14,17 +14,17 @@ those runs did (OLD_BEHAVIOUR), and put back when a trial runs.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 from ..config.variants import INT8_VARIANTS, variant_name
-from ..config import (NO_VARIANT, DatasetConfig, DeployConfig, FinetuneConfig, MeasureConfig, PruneConfig,
+from ..config import (NO_VARIANT, AllocateConfig, DatasetConfig, DeployConfig, FinetuneConfig, MeasureConfig, PruneConfig,
                       SweepConfig, TargetLayers)
 
 # What the run is called, where its data and artefacts live and how trials are
 # scheduled do not change a result.
 _NOT_IDENTITY = {"out", "name", "executor", "threads", "ray", "storage", "save_models", "device", "models",
-                 "algorithms", "rates", "baseline", "plugins", "weights_dir"}
+                 "algorithms", "rates", "baseline", "plugins", "weights_dir", "allocation"}
 _NESTED_NOT_IDENTITY = {("dataset", "root"), ("dataset", "download"), ("prune", "timeout_s")}
 # Settings added after run folders existed, with the value that reproduces what runs
 # did before: left out of the identity at that value, so an older run's settings (and
@@ -58,6 +58,7 @@ class TrialSettings:
     round_to: Optional[int]
     seed: int
     precision: str                # fp32 | bf16: the numerics fine-tuning uses
+    allocate: AllocateConfig = field(default_factory=AllocateConfig)   # how layer-wise allocations are made
 
     @classmethod
     def from_config(cls, cfg: SweepConfig) -> "TrialSettings":
@@ -74,7 +75,7 @@ class TrialSettings:
                        update={"amp": "bf16" if precision == "bf16" else "off"}),
                    measure=MeasureConfig(**full["measure"]), deploy=DeployConfig(**full.get("deploy", {})),
                    quantize=tuple(full["quantize"]), strategy=full["strategy"], round_to=full.get("round_to"),
-                   seed=full.get("seed", 0), precision=precision)
+                   seed=full.get("seed", 0), precision=precision, allocate=AllocateConfig(**full.get("allocate", {})))
 
     @property
     def key(self) -> str:
@@ -130,8 +131,9 @@ def identity_of(cfg: SweepConfig) -> dict:
         for key, old in OLD_BACKEND_BEHAVIOUR.items():
             if key in entry and entry[key] == old:
                 del entry[key]
-    if "deploy" in d and d["deploy"] == type(cfg.deploy)().model_dump(mode="json"):
-        del d["deploy"]
+    for section in ("deploy", "allocate"):      # sections added after run folders existed: in it only when set
+        if section in d and d[section] == type(getattr(cfg, section))().model_dump(mode="json"):
+            del d[section]
     if resolved_precision(cfg) != "fp32":     # fp32 runs keep the ids they had before precision was recorded
         d["precision"] = resolved_precision(cfg)
     return d

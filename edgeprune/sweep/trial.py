@@ -26,12 +26,12 @@ from ..train import finetune
 from .limits import time_limit
 from ..config import NO_VARIANT
 from ..config.variants import variant_name
+from .allocation import prepare, prune_allocated
 from .context import TrialContext
 from .recovery import recover
 from .unpruned import UnprunedModel
 from .plan import TrialSpec
-
-CALIBRATION_BATCHES = 4
+from .trial_data import CALIBRATION_BATCHES
 
 
 @dataclass
@@ -125,9 +125,12 @@ def _prune(t: _Trial, ctx: TrialContext, parent: Optional[Parent] = None) -> Non
         calibration = [b for _, b in zip(range(CALIBRATION_BATCHES), loader)]
     target = ctx.settings.target
     source = base.model if parent is None else parent.model     # a cascade link prunes its parent further
-    with time_limit(ctx.options.prune_timeout, f"pruning {spec.model_label} ({spec.algorithm} at {spec.rate_label})",
+    prepared = prepare(t, ctx) if spec.is_allocated else None  # the run's sensitivity map etc., measured once
+    with time_limit(ctx.options.prune_timeout, f"pruning {spec.model_label} ({spec.method} at {spec.rate_label})",
                     "raise prune.timeout_s, or target fewer layers"):
-        if spec.target_kind == "latency_ms":
+        if prepared is not None:
+            result = prune_allocated(t, ctx, source, calibration, parent, prepared)
+        elif spec.target_kind == "latency_ms":
             result = _prune_to_latency(t, ctx, source, calibration)
         else:
             result = prune_model(source, spec.algorithm, spec.rate, base.input_size, kind=spec.target_kind,

@@ -1,0 +1,211 @@
+"""Layer-wise widths: uniform against global, sensitivity and latency allocation.
+
+    python bench/allocation.py --data-dir ../shared/datasets --weights-dir ../shared/models/cifar10 \
+        [--part real|rebuild|random|all] [--models resnet20 resnet56] [--quick]
+
+(a) real: pretrained CIFAR-10 ResNets on the real CIFAR-10, l1, every allocation at
+    equal MACs (50, 70, 85 % fewer) and at equal measured ONNX Runtime latency (0.5x and
+    0.33x the unpruned model's, targets in ms from a timing of it made just before the
+    sweep; trials record their paired relative figure), each with 0 and --steps
+    fine-tune steps (batch 128, lr 0.01 cosine), rebuilt (prune.reconstruct 1024)
+    before. Two sweeps per model: 0 steps, then the fine-tuned one, which reads the first
+    one's RUN/allocation/ (the maps are measured once). Accuracy on --test-fraction of
+    the test set.
+(b) rebuild: ResNet-20, sensitivity allocation at equal MACs, 0 steps, from a map
+    measured with BatchNorm only against one that rebuilds the cut group's consumers:
+    does rebuilding in the map pay for its cost?
+(c) random: MobileNetV2 and ResNet-50 with random weights at 224 px (CIFAR images
+    resized): the runtime's channel multiple, the latency model's held-out error, its
+    prediction error on the allocated and uniform networks of a sweep (rates 0.1..0.8),
+    and whether measured latency ever rises along the rates; once with ONNX Runtime as
+    the first backend (the latency model's), once with OpenVINO.
+
+Each part writes bench/results/allocation.json as it goes (a stopped run keeps what it
+measured). Runs are kept in --runs (default /tmp/edgeprune-bench-allocation).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from _common import RESULTS, write
+
+RUNS = Path(tempfile.gettempdir()) / "edgeprune-bench-allocation"
+ALLOCATIONS = ["uniform", "global", "sensitivity", "latency"]
+
+
+def cpu_name() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        return next((l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("Model name")), "")
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def unpruned_ms(model_name: str, weights_dir, size: int = 32) -> float:
+    """The unpruned model's median latency in ONNX Runtime (1 thread, batch 1), as sweeps time it."""
+    import numpy as np
+
+    from edgeprune.config import MeasureConfig
+    from edgeprune.measure.timing import percentile_stats, time_calls
+    from edgeprune.models import create_model
+    from edgeprune.registry import LATENCY_BACKENDS
+    model = create_model(model_name, 10, pretrained=weights_dir is not None, weights_dir=weights_dir).eval()
+    spec = MeasureConfig(latency=["onnxruntime"]).latency_backends()[0]
+    backend = LATENCY_BACKENDS.get("onnxruntime")(spec)
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "m.onnx"
+        torch.onnx.export(model, torch.randn(1, 3, size, size), str(path), dynamo=False, opset_version=17,
+                          input_names=["input"], output_names=["logits"])
+        session = backend.load(path)
+        x = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
+        times, _ = time_calls(lambda: backend.call(session, x), warmup=10, repeats=200)
+    return percentile_stats(times)["median_ms"]
+
+
+def sweep(cfg: dict, copy_from: Path | None = None):
+    from edgeprune import load_config, load_results, run_sweep
+    out = Path(cfg["out"])
+    if copy_from is not None and (copy_from / "allocation").is_dir() and not (out / "allocation").exists():
+        shutil.copytree(copy_from / "allocation", out / "allocation")
+    start = time.perf_counter()
+    run_sweep(load_config(cfg))
+    return load_results(out), time.perf_counter() - start
+
+
+COLUMNS = ["allocation", "rate_label", "status", "accuracy", "accuracy_pruned", "accuracy_recalibrated",
+           "accuracy_reconstructed", "macs", "mac_reduction", "params", "param_reduction", "latency_ms",
+           "latency_onnxruntime_relative", "latency_openvino_ms", "latency_openvino_relative", "latency_predicted_ms",
+           "latency_prediction_error", "latency_target_ms", "allocation_predicted_loss", "map_seconds", "map_calls",
+           "map_recovery", "map_reduced", "allocation_seconds", "finetune_steps", "trial_seconds", "error"]
+
+
+def rows(df) -> list[dict]:
+    df = df.assign(allocation=[a.split("+", 1)[1] if "+" in a else ("baseline" if a == "none" else "uniform")
+                               for a in df["algorithm"]])
+    keep = [c for c in COLUMNS if c in df]
+    return json.loads(df[keep].to_json(orient="records"))
+
+
+def base_config(model: str, out: Path, args, steps: int, rates: list, allocation=ALLOCATIONS, **extra) -> dict:
+    cfg = {"name": f"allocation-{model}", "out": str(out), "seed": 0,
+           "models": [{"name": model, "pretrained": True}], "weights_dir": args.weights_dir, "algorithms": ["l1"],
+           "allocation": allocation, "rates": rates,
+           "dataset": {"name": "cifar10", "root": args.data_dir, "test_fraction": args.test_fraction},
+           "finetune": {"epochs": 1, "max_steps": steps, "batch_size": 128, "lr": 0.01},
+           "measure": {"latency": ["onnxruntime"], "backend_accuracy": False},
+           "allocate": {"widths": args.widths, "images": args.images, "max_seconds": args.map_seconds},
+           "threads": args.threads}
+    cfg.update(extra)
+    return cfg
+
+
+def real_part(args, out: dict, save) -> None:
+    res = out.setdefault("real", {})
+    for model in args.models:
+        entry = res.setdefault(model, {})
+        t_ms = unpruned_ms(model, args.weights_dir)
+        entry["unpruned_onnxruntime_ms_before_sweep"] = t_ms
+        targets = [{"macs": m} for m in args.macs] + [{"latency_ms": round(f * t_ms, 4)} for f in args.latency]
+        zero = RUNS / f"{model}-0steps"
+        for steps in [0] + args.steps:
+            run = RUNS / f"{model}-{steps}steps"
+            df, seconds = sweep(base_config(model, run, args, steps, targets), copy_from=None if steps == 0 else zero)
+            entry[f"steps_{steps}"] = {"seconds": seconds, "trials": rows(df)}
+            save()
+
+
+def rebuild_part(args, out: dict, save) -> None:
+    res = out.setdefault("rebuild_in_map", {})
+    for rebuild in (False, True):
+        run = RUNS / f"resnet20-map-rebuild-{rebuild}"
+        cfg = base_config("resnet20", run, args, 0, [{"macs": m} for m in args.macs], ["uniform", "sensitivity"],
+                          measure={"latency": False})
+        cfg["allocate"]["rebuild"] = rebuild
+        df, seconds = sweep(cfg)
+        res[f"rebuild_{str(rebuild).lower()}"] = {"seconds": seconds, "trials": rows(df)}
+        save()
+
+
+def random_part(args, out: dict, save) -> None:
+    res = out.setdefault("random", {})
+    for model in args.random_models:
+        for first in ("onnxruntime", "openvino"):
+            backends = [first] + [b for b in ("onnxruntime", "openvino") if b != first]
+            run = RUNS / f"{model}-random-{first}"
+            cfg = {"name": f"allocation-{model}-random", "out": str(run), "seed": 0,
+                   "models": [{"name": model, "pretrained": False}], "algorithms": ["l1"],
+                   "allocation": ["uniform", "global", "latency"], "rates": args.random_rates,
+                   "dataset": {"name": "cifar10", "root": args.data_dir, "image_size": 224,
+                               "train_fraction": 0.02, "test_fraction": 0.01},
+                   "finetune": {"epochs": 1, "max_steps": 0, "batch_size": 32, "order": "prune_then_finetune"},
+                   "prune": {"reconstruct": 0, "recalibrate_bn": 2},
+                   "measure": {"latency": backends, "backend_accuracy": False, "eval_batch_size": 50},
+                   "allocate": {"widths": [0.25, 0.5, 0.75], "images": args.random_images},
+                   "threads": args.threads}
+            df, seconds = sweep(cfg, copy_from=RUNS / f"{model}-random-onnxruntime" if first != "onnxruntime" else None)
+            latency_files = sorted((run / "allocation").glob("latency-*.json"))
+            runtime_files = sorted((run / "allocation").glob("runtime-*.json"))
+            lm = json.loads(latency_files[0].read_text()) if latency_files else {}
+            profiles = json.loads(runtime_files[0].read_text()) if runtime_files else {}
+            res[f"{model}-{first}"] = {
+                "seconds": seconds, "trials": rows(df),
+                "latency_model": {k: lm.get(k) for k in ("backend", "block", "unit", "intercept", "coefficients",
+                                                         "seconds")},
+                "latency_model_held_out_errors": [s["held_out"] / s["measured"] - 1 for s in lm.get("samples", [])],
+                "runtime_profiles": {k: {"multiple": v["multiple"], "block": v["block"], "seconds": v["seconds"]}
+                                     for k, v in profiles.items()}}
+            save()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--weights-dir", required=True)
+    p.add_argument("--part", choices=["real", "rebuild", "random", "all"], default="all")
+    p.add_argument("--models", nargs="+", default=["resnet20", "resnet56"])
+    p.add_argument("--random-models", nargs="+", default=["mobilenet_v2", "resnet50"])
+    p.add_argument("--macs", nargs="+", type=float, default=[0.5, 0.7, 0.85])
+    p.add_argument("--latency", nargs="+", type=float, default=[0.5, 0.33], help="targets, x the unpruned model")
+    p.add_argument("--steps", nargs="+", type=int, default=[300], help="fine-tune steps besides 0")
+    p.add_argument("--widths", nargs="+", type=float, default=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
+    p.add_argument("--images", type=int, default=512, help="the map's calibration images")
+    p.add_argument("--map-seconds", type=float, default=1800.0)
+    p.add_argument("--random-rates", nargs="+", type=float, default=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
+    p.add_argument("--random-images", type=int, default=32)
+    p.add_argument("--test-fraction", type=float, default=0.5)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--quick", action="store_true", help="ResNet-20 only, one MACs and one latency target, "
+                   "20 steps, 3 widths, 128 images, 10 %% of the test set (a smoke run)")
+    p.add_argument("--out", default=None)
+    args = p.parse_args()
+    if args.quick:
+        args.models, args.random_models, args.macs, args.latency = ["resnet20"], ["mobilenet_v2"], [0.5], [0.5]
+        args.steps, args.widths, args.images, args.test_fraction = [20], [0.25, 0.5, 0.75], 128, 0.1
+        args.random_rates = [0.3, 0.6]
+    torch.set_num_threads(args.threads)
+    name = "allocation_quick" if args.quick else "allocation"
+    path = Path(args.out) if args.out else RESULTS / f"{name}.json"
+    out = json.loads(path.read_text()) if path.exists() else {}
+    out.update(cpu=cpu_name(), command=" ".join(["python", "bench/allocation.py"] + os.sys.argv[1:]),
+               settings={k: v for k, v in vars(args).items() if k not in ("data_dir", "weights_dir", "out")})
+
+    def save():
+        write(name, out, str(path))
+
+    parts = {"real": real_part, "rebuild": rebuild_part, "random": random_part}
+    for part in (parts if args.part == "all" else [args.part]):
+        parts[part](args, out, save)
+    save()
+
+
+if __name__ == "__main__":
+    main()
