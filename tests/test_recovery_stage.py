@@ -83,3 +83,13 @@ def test_a_cascade_link_rebuilds_toward_its_parent(tiny_cifar, tmp_path):
     assert (df["status"] == "done").all(), df["error"].tolist()
     assert list(df["reconstruct_toward"]) == ["unpruned", "parent"]
     assert (df["logit_error_reconstructed"] < df["logit_error_pruned"]).all()
+
+
+def test_a_macs_target_with_distillation_is_rebuilt_too(tiny_cifar, tmp_path):
+    # the target's search counts structure only; the trial it settles on is rebuilt, then distilled
+    run_sweep(load_config(_cfg(tiny_cifar, tmp_path / "run", prune={"reconstruct": 32}, rates=[{"macs": 0.5}],
+                               finetune={"epochs": 1, "max_steps": 2, "batch_size": 32, "distill": True})))
+    t = load_results(tmp_path / "run").query("algorithm == 'l1'").iloc[0]
+    assert t["status"] == "done", t["error"]
+    assert abs(t["mac_reduction"] - 0.5) < 0.05
+    assert t["reconstruct_images"] == 32 and t["logit_error_reconstructed"] < t["logit_error_pruned"]
