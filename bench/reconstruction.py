@@ -16,6 +16,10 @@ BatchNorm recalibration and fine-tuning.
     worth: plain ridge least squares on each layer's own output (no residual
     compensation, no ReLU-aware targets, a fixed ridge), then each choice added
     alone, then all of them (the default); zero-step accuracy and time.
+(d) cascade (--part cascade): a cascade link (each rate cut from the previous rate's
+    fine-tuned model) rebuilt toward its parent, against rebuilt toward the unpruned
+    original (kept channels composed through both cuts); zero-step accuracy and after
+    --cascade-steps steps, from the same parent at every link.
 (b) seed: the seven reference torchvision models with random weights at 224 px, on
     CIFAR-10 training images resized to 224 px. A random network's BatchNorm statistics
     (mean 0, variance 1) make its activations vanish or explode with depth, so they are
@@ -182,6 +186,47 @@ def ablation_part(args, out: dict, save) -> None:
                 save()
 
 
+def cascade_part(args, out: dict, save) -> None:
+    from edgeprune.recover import compose_kept
+    data = load_dataset(DatasetConfig(root=args.data_dir))
+    mean, std = IMAGENET
+    test = data.test.subset(args.test_images / len(data.test), seed=1)
+    test_loader = BatchLoader(test, 500, mean, std, channels_last=True)
+    calibration = first_images(BatchLoader(data.train, 256, mean, std, shuffle=True, seed=0), args.images)
+    train = BatchLoader(data.train, 128, mean, std, shuffle=True, augment=True, channels_last=True, seed=0)
+    cfg = FinetuneConfig(epochs=10_000, lr=0.01, batch_size=128, warmup_epochs=0.0, max_steps=args.cascade_steps)
+    rows = out.setdefault("cascade", [])
+    for name in args.models:
+        unpruned = create_model(name, 10, pretrained=True, weights_dir=args.weights_dir).eval()
+        first = prune_model(unpruned, "l1", args.cascade_rates[0], 32)
+        parent, parent_kept = copy.deepcopy(first.model), first.kept_outputs
+        reconstruct(unpruned, parent, calibration, kept_outputs=parent_kept)
+        finetune(parent, train, cfg, seed=0)
+        for rate in args.cascade_rates[1:]:
+            link = prune_model(parent, "l1", rate, 32, reference=unpruned)
+            row = {"model": name, "rate": rate, "parent_rate": args.cascade_rates[0] if not rows or
+                   rows[-1]["model"] != name else rows[-1]["rate"], "steps": args.cascade_steps,
+                   "accuracy_parent": evaluate(parent, test_loader), "accuracy_pruned": evaluate(link.model, test_loader)}
+            rebuilt = {}
+            for toward, reference, kept in (("parent", parent, link.kept_outputs),
+                                            ("unpruned", unpruned, compose_kept(parent_kept, link.kept_outputs))):
+                model = copy.deepcopy(link.model)
+                report = reconstruct(reference, model, calibration, kept_outputs=kept)
+                row[f"toward_{toward}"] = {"accuracy_reconstructed": evaluate(model, test_loader),
+                                           "seconds": report.seconds,
+                                           "logit_error_reconstructed": report.logit_error_after}
+                finetune(model, train, cfg, seed=0)
+                row[f"toward_{toward}"]["accuracy_after_steps"] = evaluate(model, test_loader)
+                rebuilt[toward] = model
+            print(f"{name} cascade {row['parent_rate']} -> {rate}: pruned {row['accuracy_pruned']:.4f}; toward parent "
+                  f"{row['toward_parent']['accuracy_reconstructed']:.4f} -> {row['toward_parent']['accuracy_after_steps']:.4f}"
+                  f"; toward unpruned {row['toward_unpruned']['accuracy_reconstructed']:.4f} -> "
+                  f"{row['toward_unpruned']['accuracy_after_steps']:.4f}", flush=True)
+            rows.append(row)
+            save()
+            parent, parent_kept = rebuilt["parent"], compose_kept(parent_kept, link.kept_outputs)
+
+
 def seed_part(args, out: dict, save) -> None:
     data = load_dataset(DatasetConfig(root=args.data_dir))
     mean, std = IMAGENET
@@ -212,7 +257,7 @@ def main() -> None:
     ap.add_argument("--data-dir", default="../shared/datasets")
     ap.add_argument("--weights-dir", default="../shared/models/cifar10")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--part", choices=["real", "seed", "both", "ablation"], default="both")
+    ap.add_argument("--part", choices=["real", "seed", "both", "ablation", "cascade"], default="both")
     ap.add_argument("--models", nargs="*", default=["resnet20", "resnet56"])
     ap.add_argument("--algorithms", nargs="*", default=["l1", "fpgm"])
     ap.add_argument("--rates", type=float, nargs="*", default=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
@@ -223,6 +268,8 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=1024)
     ap.add_argument("--test-images", type=int, default=2000)
     ap.add_argument("--ablation-rates", type=float, nargs="*", default=[0.3, 0.5])
+    ap.add_argument("--cascade-rates", type=float, nargs="*", default=[0.3, 0.5, 0.7])
+    ap.add_argument("--cascade-steps", type=int, default=60)
     ap.add_argument("--seed-models", nargs="*", default=SEED_MODELS)
     ap.add_argument("--seed-size", type=int, default=224)
     ap.add_argument("--seed-images", type=int, default=1024)
@@ -240,7 +287,7 @@ def main() -> None:
     out = {"cpu": cpu_name(), "threads": args.threads, "settings": {k: v for k, v in vars(args).items()},
            "load_average_at_start": os.getloadavg()}
     target = args.out or str(RESULTS / ("reconstruction_quick.json" if args.quick else
-                                        "reconstruction_ablation.json" if args.part == "ablation" else
+                                        f"reconstruction_{args.part}.json" if args.part in ("ablation", "cascade") else
                                         "reconstruction.json"))
     t0 = time.time()
 
@@ -255,6 +302,8 @@ def main() -> None:
         seed_part(args, out, save)
     if args.part == "ablation":
         ablation_part(args, out, save)
+    if args.part == "cascade":
+        cascade_part(args, out, save)
     save()
     print(f"wrote {target}")
 
