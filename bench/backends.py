@@ -26,6 +26,7 @@ installed (one line says which are not). 1 thread, batch 1, as on a small device
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -128,7 +129,9 @@ def int8_part(args, backends: list, model: str) -> dict:
     quantize = ["none", "int8", {"int8": {"max_drop": args.max_drop}}]
     if args.qat_steps:
         quantize.append({"qat": {"steps": args.qat_steps}})
-    with tempfile.TemporaryDirectory(prefix="edgeprune-bench-int8-") as tmp:
+    keep = Path(args.runs_dir) / model if args.runs_dir else None
+    with (contextlib.nullcontext(str(keep)) if keep else tempfile.TemporaryDirectory(prefix="edgeprune-bench-int8-")) \
+            as tmp:
         cfg = {"name": "int8", "out": f"{tmp}/run", "seed": 0,
                "models": [{"name": model, "pretrained": True}], "weights_dir": args.models_dir,
                "algorithms": ["l1"], "rates": [0.3, 0.5], "quantize": quantize,
@@ -254,6 +257,8 @@ def main() -> None:
     ap.add_argument("--backends", nargs="+", help="only these of the installed backends (untuned TVM takes "
                                                   "seconds a call on the large models at 224 px)")
     ap.add_argument("--out")
+    ap.add_argument("--runs-dir", help="int8 part: keep each model's run folder here (a rerun resumes it) instead "
+                                       "of a temporary folder")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     backends = [b for b in installed() if not args.backends or b in args.backends]
@@ -275,8 +280,10 @@ def main() -> None:
         if not (args.data_dir and args.models_dir):
             ap.error("the int8 part needs --data-dir (CIFAR-10) and --models-dir (the ResNet weights)")
         payload.pop("machine", None)
-        payload["int8"] = {m: int8_part(args, backends, m) for m in args.int8_models}
-        print(f"wrote {write('backends', payload, args.out)}")
+        payload["int8"] = {}
+        for m in args.int8_models:      # written after each model: a stopped run keeps the models it finished
+            payload["int8"][m] = int8_part(args, backends, m)
+            print(f"wrote {write('backends', payload, args.out)}")
         return
     payload.pop("machine", None)          # one part rerun keeps the other's figures
     payload.update({"backends": backends, "threads": 1, "batch_size": 1})
