@@ -254,6 +254,21 @@ def test_a_failing_solve_keeps_the_pruned_weights_and_names_the_layer():
     assert torch.equal(pruned[3].weight, before)
 
 
+def test_a_layer_wider_than_the_bound_is_left_as_pruned_and_named():
+    """A classifier reading a flattened map (VGG: 25,088 inputs) would need gigabytes of
+    normal equations: over `max_inputs` it keeps its pruned weights, and the rest is rebuilt."""
+    model = _lively(tiny_models.tiny_cnn(), 32)
+    pruned = copy.deepcopy(prune_model(model, "l1", 0.5, 32).model)
+    wide = {n: m.weight[0].numel() for n, m in pruned.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+    bound = sorted(set(wide.values()))[-2]          # the widest layer(s) go over it
+    over = [n for n, k in wide.items() if k > bound]
+    before = {n: dict(pruned.named_modules())[n].weight.clone() for n in over}
+    report = reconstruct(model, pruned, _images(32, 32), max_inputs=bound)
+    assert over and all("over the solver's bound" in report.skipped[n] for n in over)
+    assert all(torch.equal(dict(pruned.named_modules())[n].weight, before[n]) for n in over)
+    assert report.rebuilt and not set(over) & set(report.rebuilt)
+
+
 def test_int8_variants_of_a_rebuilt_trial_quantize_the_rebuilt_model(tiny_cifar, tmp_path):
     """The recovery stage rebuilds the pruned layers in place (their biases go to BatchNorm's
     running means): int8, accuracy-controlled int8 and (with its extra) QAT rows are made from

@@ -19,6 +19,13 @@ import torch.nn as nn
 from .channels import derive_kept_outputs
 from .residual import Flow, Recorder, find_flows
 
+# The widest layer rebuilt: 512 channels x 3 x 3, the widest conv of the reference torchvision models.
+# The solve holds fan-in x fan-in normal equations (in float64, per cross-validation fold) and
+# factorises them; a classifier that reads a flattened feature map (VGG's 25,088 inputs: 5 GB per
+# copy; AlexNet's 9,216) would dominate memory and time, and with a few rows per image its
+# solve is mostly regulariser anyway.
+MAX_INPUTS = 4608
+
 _NORMS = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)
 
 
@@ -115,8 +122,9 @@ def _probe(model: nn.Module, x: torch.Tensor) -> tuple[list[str], dict[str, int]
 
 def plan(unpruned: nn.Module, pruned: nn.Module, example: torch.Tensor,
          kept_outputs: Optional[Mapping[str, Sequence[int]]] = None,
-         only: Optional[Sequence[str]] = None) -> Plan:
-    """The layers of `pruned` to rebuild against `unpruned`, in forward order."""
+         only: Optional[Sequence[str]] = None, max_inputs: int = MAX_INPUTS) -> Plan:
+    """The layers of `pruned` to rebuild against `unpruned`, in forward order; a layer with
+    more than `max_inputs` inputs per output is left as pruned (see MAX_INPUTS)."""
     u_mods, p_mods = dict(unpruned.named_modules()), dict(pruned.named_modules())
     order, calls, follows, flows, largest = _probe(pruned, example)
     u_order, _, u_follows, u_flows, u_largest = _probe(unpruned, example)
@@ -134,6 +142,10 @@ def plan(unpruned: nn.Module, pruned: nn.Module, example: torch.Tensor,
             continue
         p, u = p_mods[name], u_mods.get(name)
         why = _solvable(p)
+        if why is None and p.weight[0].numel() > max_inputs:
+            n = p.weight[0].numel()
+            why = (f"{n} inputs per output, over the solver's bound of {max_inputs}: its normal equations would "
+                   f"take {n * n * 8 / 1e6:,.0f} MB per copy and a cubic-time solve")
         if why is None and (u is None or type(u) is not type(p)):
             why = "no layer of that name and type in the unpruned model"
         if why is None and calls.get(name, 0) != 1:

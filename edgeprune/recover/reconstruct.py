@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import EdgepruneError
-from .layers import plan
+from .layers import MAX_INPUTS, plan
 from .memory import PeakMemory
 from .report import ReconstructReport
 from .wave import LayerState, _fast, run_wave
@@ -78,7 +78,8 @@ def reconstruct(unpruned: nn.Module, pruned: nn.Module, images: Images, *,
                 kept_outputs: Optional[Mapping[str, Sequence[int]]] = None, count: Optional[int] = None,
                 max_rows: int = 32768, ridge: Union[float, str] = "auto", batch_size: int = 256, memory_mb: int = 2048,
                 eval_images: Optional[Images] = None, layers: Optional[Sequence[str]] = None,
-                residual: bool = True, relu_steps: int = 2, seed: int = 0) -> ReconstructReport:
+                residual: bool = True, relu_steps: int = 2, seed: int = 0,
+                max_inputs: int = MAX_INPUTS) -> ReconstructReport:
     """Rebuild `pruned` in place (it ends in eval mode; `unpruned` is not changed).
 
     images        unlabeled calibration images: a float tensor N x C x H x W, normalised
@@ -100,6 +101,8 @@ def reconstruct(unpruned: nn.Module, pruned: nn.Module, images: Images, *,
                   (it cancels the skip connection's error); False: for its own output
     relu_steps    re-solves of a layer that a ReLU follows, each asking negative targets
                   only for "at or below zero" (0: plain least squares on every row)
+    max_inputs    a layer with more inputs per output is left as pruned and named
+                  (layers.MAX_INPUTS: memory and time of its normal equations)
     """
     if count is not None:
         _check("count", count, 1)
@@ -110,6 +113,7 @@ def reconstruct(unpruned: nn.Module, pruned: nn.Module, images: Images, *,
                             or not math.isfinite(ridge)):
         raise EdgepruneError(f"reconstruct: ridge must be \"auto\" or a number >= 0, got {ridge!r}")
     _check("relu_steps", relu_steps, 0)
+    _check("max_inputs", max_inputs, 1)
     start = time.perf_counter()
     meter = PeakMemory.start(_device(pruned))
     x = collect_images(images, count)
@@ -120,7 +124,7 @@ def reconstruct(unpruned: nn.Module, pruned: nn.Module, images: Images, *,
     try:
         with torch.no_grad():
             device = _device(pruned)
-            p_plan = plan(unpruned, pruned, x[:1].to(device), kept_outputs, layers)
+            p_plan = plan(unpruned, pruned, x[:1].to(device), kept_outputs, layers, max_inputs)
             per = max(1, math.ceil(max_rows / len(x)))
             wave = _wave_size(p_plan, per, memory_mb)
             batch_size = min(batch_size, wave)
