@@ -254,6 +254,28 @@ def test_a_failing_solve_keeps_the_pruned_weights_and_names_the_layer():
     assert torch.equal(pruned[3].weight, before)
 
 
+def test_after_rebuilding_training_mode_batchnorm_sees_the_rebuilt_network():
+    """The rebuild folds its biases into BatchNorm running means; aligning the statistics
+    keeps the eval outputs and makes a training-mode pass (batch statistics, as fine-tuning
+    runs) compute what eval mode does. Without it the two differ a lot."""
+    model = _lively(create_model("resnet20", 10, pretrained=False), 32)
+    result = prune_model(model, "l1", 0.5, 32)
+    x = _images(256, 32)
+
+    def train_vs_eval(align):
+        pruned = copy.deepcopy(result.model)
+        reconstruct(model, pruned, x, kept_outputs=result.kept_outputs, align_bn=align)
+        with torch.no_grad():
+            evaluated = pruned.eval()(x)
+            trained = pruned.train()(x)
+        return ((trained - evaluated).norm() / evaluated.norm()).item(), evaluated
+
+    aligned, out_aligned = train_vs_eval(True)
+    folded, out_folded = train_vs_eval(False)
+    assert torch.allclose(out_aligned, out_folded, rtol=1e-4, atol=1e-4)   # the same function in eval mode
+    assert aligned < 0.05 and aligned < folded / 3, (aligned, folded)
+
+
 def test_a_layer_wider_than_the_bound_is_left_as_pruned_and_named():
     """A classifier reading a flattened map (VGG: 25,088 inputs) would need gigabytes of
     normal equations: over `max_inputs` it keeps its pruned weights, and the rest is rebuilt."""

@@ -29,12 +29,14 @@ import torch
 import torch.nn as nn
 
 from ..errors import EdgepruneError
+from .batchnorm import align_batchnorm
 from .layers import MAX_INPUTS, plan
 from .memory import PeakMemory
 from .report import ReconstructReport
 from .wave import LayerState, _fast, run_wave
 
 Images = Union[torch.Tensor, Iterable]
+ALIGN_IMAGES = 1024        # images whose BatchNorm input statistics the alignment measures
 EVAL_IMAGES = 256          # images the logit errors are measured on, without held-out ones
 
 
@@ -79,7 +81,7 @@ def reconstruct(unpruned: nn.Module, pruned: nn.Module, images: Images, *,
                 max_rows: int = 32768, ridge: Union[float, str] = "auto", batch_size: int = 256, memory_mb: int = 2048,
                 eval_images: Optional[Images] = None, layers: Optional[Sequence[str]] = None,
                 residual: bool = True, relu_steps: int = 2, seed: int = 0,
-                max_inputs: int = MAX_INPUTS) -> ReconstructReport:
+                max_inputs: int = MAX_INPUTS, align_bn: bool = True) -> ReconstructReport:
     """Rebuild `pruned` in place (it ends in eval mode; `unpruned` is not changed).
 
     images        unlabeled calibration images: a float tensor N x C x H x W, normalised
@@ -103,6 +105,10 @@ def reconstruct(unpruned: nn.Module, pruned: nn.Module, images: Images, *,
                   only for "at or below zero" (0: plain least squares on every row)
     max_inputs    a layer with more inputs per output is left as pruned and named
                   (layers.MAX_INPUTS: memory and time of its normal equations)
+    align_bn      afterwards, make each BatchNorm's running statistics the measured ones
+                  (its scale and shift compensate: eval outputs unchanged), so that
+                  training-mode BatchNorm, and recalibration, start from the rebuilt
+                  network (batchnorm.py)
     """
     if count is not None:
         _check("count", count, 1)
@@ -139,6 +145,8 @@ def reconstruct(unpruned: nn.Module, pruned: nn.Module, images: Images, *,
             for i, w0 in enumerate(starts):
                 u_out, p_out = run_wave(unpruned, pruned, x[w0:w0 + wave], states, skipped, per, ridge, batch_size,
                                         seed + i, first=i == 0, last=i == len(starts) - 1)
+            if align_bn:
+                align_batchnorm(pruned, x[:ALIGN_IMAGES], batch_size)
             if held_out or u_out is None or p_out is None:
                 reference, after = _logits(unpruned, x_eval, batch_size), _logits(pruned, x_eval, batch_size)
             else:
@@ -158,7 +166,7 @@ def reconstruct(unpruned: nn.Module, pruned: nn.Module, images: Images, *,
         error_images=len(x_eval), error_on="held-out" if held_out else "calibration",
         peak_memory_mb=meter.stop(),
         settings={"max_rows": max_rows, "ridge": ridge, "memory_mb": memory_mb, "residual": residual,
-                  "relu_steps": relu_steps, "seed": seed})
+                  "relu_steps": relu_steps, "seed": seed, "align_bn": align_bn})
 
 
 def _wave_size(p_plan, per_image: int, memory_mb: int) -> int:
