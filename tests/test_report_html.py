@@ -68,14 +68,15 @@ def test_report_writes_a_self_contained_page_and_the_figures(rich_report):
     names = {f.name for f in files}
     assert {"report.html", "accuracy_vs_rate.png", "accuracy_vs_rate.svg", "param_reduction_vs_rate.png",
             "param_reduction_vs_rate.svg", "accuracy_vs_cost.png", "accuracy_vs_cost.svg"} == names
+    # (no recovery_path.png: this run neither recalibrated nor rebuilt; the page says so in its place)
     assert files[-1] == run / "report" / "report.html"
     # offline: Plotly inlined once, nothing fetched from anywhere
     assert html.count("plotly.js v") >= 1 and len(html) > 3_000_000
     assert not re.search(r'<(script|link|img)[^>]+(src|href)="(https?:)?//', html)
     assert "<script src" not in html.split("</head>")[1]    # (Plotly's own code only names a topojson URL for maps)
     figs = _payload(html, "ep-figs")
-    assert [f["id"] for f in figs][:8] == ["fig-acc-rate", "fig-params-rate", "fig-params", "fig-macs",
-                                           "fig-latency", "fig-runtimes", "fig-algos", "fig-heat-0"]
+    assert [f["id"] for f in figs][:9] == ["fig-acc-rate", "fig-params-rate", "fig-params", "fig-macs",
+                                           "fig-latency", "fig-runtimes", "fig-algos", "fig-recovery", "fig-heat-0"]
     # mid-sweep: a banner, and every trial in the table, failed ones with their error
     assert "Sweep in progress" in html
     data = _payload(html, "ep-data")
@@ -242,7 +243,7 @@ def test_report_renders_in_chromium_without_errors(rich_report, tmp_path):
     shot = tmp_path / "report.png"
     page = check_page(files[-1], screenshot=shot, width=1400, height=2600)
     assert page.errors == [] and page.ready == "ok", page.errors
-    assert page.figures == 10 and page.figures_drawn == 10          # 8 charts, 2 heatmaps... every one drawn
+    assert page.figures == 11 and page.figures_drawn == 11          # 9 charts, 2 heatmaps... every one drawn
     with ResultStore(files[-1].parent.parent, create=False) as store:
         assert page.table_rows == len(store.trials())
     assert 'class="main-svg"' in page.dom and "scatterlayer" in page.dom
