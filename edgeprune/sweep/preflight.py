@@ -166,15 +166,18 @@ def check_models(cfg: SweepConfig, specs: list[TrialSpec], num_classes: int) -> 
 def with_reconstruction_images(prune, data: DataSplits, seed: int = 0, check: bool = True) -> DataSplits:
     """The data trials run on, with the user's own images for rebuilding pruned layers
     when `prune.reconstruct_from` names a folder. A count set on purpose that the source
-    cannot give is refused in one line before anything is written; the default (1024)
-    takes what a smaller training split holds. `check=False`: a trial run again to get
+    cannot give is refused in one line before anything is written; the default (1024, left
+    out or written) takes what a smaller training split holds. `check=False`: a trial run again to get
     its model back (it ran with this data before)."""
     from ..data.unlabeled import load_unlabeled
     if not prune.reconstruct:
         return data
     if prune.reconstruct_from == "train":
         available = len(data.train)
-        if check and prune.reconstruct > available and "reconstruct" in prune.model_fields_set:
+        default = type(prune).model_fields["reconstruct"].default
+        # the default count, whether left out or written back by a run folder's config.yaml, takes
+        # what a smaller split holds; another count is the user's own, and refused if it cannot be had
+        if check and prune.reconstruct > available and prune.reconstruct != default:
             raise ConfigError(f"prune.reconstruct: {prune.reconstruct} images asked for, but the training split "
                               f"holds {available}; lower prune.reconstruct (or dataset.train_fraction's cut)")
         return data
