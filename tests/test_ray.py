@@ -92,11 +92,11 @@ def _wait_for(run: Path, condition, timeout: float = 240) -> None:
     raise AssertionError(f"timed out waiting on {run}")
 
 
-def _write_config(tiny_cifar, tmp_path, algorithms, rates, **over) -> tuple[Path, Path]:
+def _write_config(tiny_cifar, tmp_path, algorithms, rates, steps=4, **over) -> tuple[Path, Path]:
     run = tmp_path / "run"
     cfg = sweep_config(tiny_cifar, run, algorithms=algorithms, rates=rates, executor="ray",
                        ray={"num_cpus": 2}, **over)
-    cfg["finetune"]["max_steps"] = 4
+    cfg["finetune"].update(max_steps=steps, epochs=max(1, steps // 5))
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path, run
@@ -138,7 +138,9 @@ def test_driver_killed_mid_sweep_resumes_with_nothing_lost_or_duplicated(tiny_ci
 
 
 def test_ctrl_c_cancels_running_trials(tiny_cifar, tmp_path):
-    path, run = _write_config(tiny_cifar, tmp_path, ["l1"], [0.5])
+    # trials long enough to be running still when the signal lands, on a loaded machine too (with
+    # 4 steps the sweep once finished first: exit 0)
+    path, run = _write_config(tiny_cifar, tmp_path, ["l1"], [0.5], steps=3000)
     proc = _sweep_process(path)
     _wait_for(run, lambda c: c["running"] >= 1)
     proc.send_signal(signal.SIGINT)
