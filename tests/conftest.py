@@ -73,6 +73,9 @@ def sweep_config(data_root: Path, out: Path, **overrides) -> dict:
         "algorithms": ["l1"], "rates": [0.5],
         "dataset": {"name": "cifar10", "root": str(data_root)},
         "finetune": {"epochs": 1, "max_steps": 2, "batch_size": 32, "lr": 0.01},
+        # layers are rebuilt (prune.reconstruct, on by default) only in the tests whose subject that
+        # is: tests/test_recover.py, test_recovery_stage.py, test_ray.py's local-vs-Ray check
+        "prune": {"reconstruct": 0},
         # tiny models: no 1 s floor on each timing (tests/test_backends.py times with it)
         "measure": {"latency_repeats": 2, "latency_warmup": 1, "eval_batch_size": 100, "latency_min_seconds": 0},
     }
