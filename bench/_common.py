@@ -5,6 +5,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import time
 from pathlib import Path
 
@@ -35,3 +36,12 @@ def timed(fn, repeats: int = 1) -> tuple[float, object]:
         result = fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times), result
+
+
+def cpu_name() -> str:
+    """The CPU's model name (lscpu), or "" where it cannot be read."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        return next((l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("Model name")), "")
+    except (OSError, subprocess.SubprocessError):
+        return ""

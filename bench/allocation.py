@@ -29,25 +29,16 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from _common import RESULTS, write
+from _common import RESULTS, cpu_name, write
 
 RUNS = Path(tempfile.gettempdir()) / "edgeprune-bench-allocation"
 ALLOCATIONS = ["uniform", "global", "sensitivity", "latency"]
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        return next((l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("Model name")), "")
-    except (OSError, subprocess.SubprocessError):
-        return ""
 
 
 def unpruned_ms(model_name: str, weights_dir, size: int = 32) -> float:

@@ -35,12 +35,11 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import subprocess
 import time
 
 import torch
 
-from _common import RESULTS, write
+from _common import RESULTS, cpu_name, write
 from edgeprune.config import DatasetConfig, FinetuneConfig
 from edgeprune.data import BatchLoader, load_dataset
 from edgeprune.measure import evaluate
@@ -52,14 +51,6 @@ from edgeprune.train import finetune, recalibrate_bn
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 SEED_MODELS = ["googlenet", "efficientnet_b0", "densenet121", "vgg16", "mobilenet_v2", "alexnet", "resnet50"]
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        return next((l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("Model name")), "")
-    except (OSError, subprocess.SubprocessError):
-        return ""
 
 
 def first_images(loader, n: int) -> torch.Tensor:
