@@ -86,3 +86,12 @@ def int8_hostile_cnn(num_classes: int = 10) -> nn.Module:
         net[4].weight[15], net[4].bias[15] = 0.0, -1.0
         net[8].weight[:, 15] = 1e4
     return net
+
+
+def tiny_cnn3(num_classes: int = 10) -> nn.Module:
+    """Three convs: the first two can lose channels (tiny_cnn's only inner conv cannot)."""
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.Conv2d(32, 32, 3, stride=2, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, num_classes))

@@ -2,6 +2,7 @@
 commands, each parser beside its handler.
 
     sweep.py      sweep, refine, status          results.py   show, export, report, compare
+    find.py       find
     recommend.py  recommend                      deploy.py    deploy
     latency.py    latency                        agent.py     agent
     catalog.py    models, algorithms             args.py      shared types and options
@@ -17,10 +18,10 @@ import sys
 from typing import Optional, Sequence
 
 from ..errors import EdgepruneError, RunError
-from . import agent, catalog, deploy, latency, litert, recommend, results, sweep
+from . import agent, catalog, deploy, find, latency, litert, recommend, results, sweep
 from .args import Parser, plugin_option
 
-GROUPS = (sweep, results, recommend, deploy, agent, latency, litert, catalog)
+GROUPS = (sweep, find, results, recommend, deploy, agent, latency, litert, catalog)
 
 
 def build_parser() -> Parser:

@@ -28,6 +28,10 @@ def run_sweep_command(args) -> int:
                       plugins=args.plugin, weights_dir=args.weights_dir)
     if args.smoke:      # random weights: nothing to download, nothing to adapt
         cfg.models = [m.model_copy(update={"pretrained": False, "checkpoint": None}) for m in cfg.models]
+    if cfg.search is not None and not args.smoke:     # a config with goals: searched, not swept
+        from .find import run_find
+        args.no_export = False
+        return run_find(cfg, args)
     progress = SilentProgress() if args.quiet else RichProgress()
     run_dir = run_sweep(cfg, progress=progress, retry_failed=args.retry_failed, extend=args.extend)
     with RunFolder(run_dir).store() as store:

@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..errors import EdgepruneError
 from ..registry import ALGORITHMS, ALLOCATORS, EXECUTORS, MODELS, VARIANTS, load_plugins
+from .search import SearchConfig
 from .variants import canonical_entry, variant_name
 from .sections import (AllocateConfig, DatasetConfig, DeployConfig, FinetuneConfig, MeasureConfig, ModelSpec, PruneConfig,
                        PruneTarget, RateRange, RayConfig, Registered, Strict, TargetLayers, parse_target, registered)
@@ -57,6 +58,8 @@ class SweepConfig(Strict):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where trials fine-tune and evaluate "
                                                                        "(latency is measured on the CPU)")
     save_models: bool = False
+    search: Optional[SearchConfig] = Field(None, description="`edgeprune find`: the goals, objective and budget of "
+                                           "a staged search over the candidates this config names")
 
     @model_validator(mode="before")
     @classmethod
@@ -149,6 +152,7 @@ class SweepConfig(Strict):
             raise ValueError("measure: a latency batch size other than 1 needs deploy.dynamic_batch: true")
         if any(r.kind == "latency_ms" for r in self.rates) and not backends:
             raise ValueError("rates: a latency_ms target needs a latency backend (measure.latency) to meet it on")
+        _check_search(self)
         unstructured = [a for a in self.algorithms if not ALGORITHMS.get(a).structured]
         if unstructured and any(variant_name(q) == "qat" for q in self.quantize):
             raise ValueError(f"quantize: qat fine-tunes a physically pruned model; {unstructured[0]} zeroes weights "
@@ -157,6 +161,19 @@ class SweepConfig(Strict):
             raise ValueError(f"rates: {unstructured[0]} zeroes weights and cannot meet params/macs/latency targets; "
                              "give it plain rates (a separate sweep)")
         return self
+
+
+def _check_search(cfg: SweepConfig) -> None:
+    goals = cfg.search.goals if cfg.search else None
+    if goals is None or goals.max_latency_ms is None:
+        return
+    labels = [b.label for b in cfg.measure.latency_backends()]
+    if not labels:
+        raise ValueError("search.goals.max_latency_ms: time it somewhere: name a backend in measure.latency "
+                         "(onnxruntime, openvino, a device agent, ...)")
+    if goals.latency_on is not None and goals.latency_on not in labels:
+        raise ValueError(f"search.goals.latency_on: {goals.latency_on!r} is not in measure.latency "
+                         f"({', '.join(labels)}); name one of those, or add it there")
 
 
 def _check_allocation(cfg: SweepConfig) -> None:

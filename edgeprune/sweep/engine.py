@@ -83,18 +83,20 @@ class _Recorder:
 
 
 def run_sweep(cfg: SweepConfig, progress: Optional[SilentProgress] = None, retry_failed: bool = False,
-              extend: bool = False, extra: Sequence[TrialSpec] = ()) -> Path:
+              extend: bool = False, extra: Sequence[TrialSpec] = (),
+              planned: Optional[Sequence[TrialSpec]] = None) -> Path:
     """Run (or resume) the sweep `cfg` describes; returns the run folder. `extend`
     lets a run folder take trials its config did not name (new models, algorithms
     or rates); RUN/config.yaml then records them all. `extra` are trials beyond the
-    config's (refinements: edgeprune.sweep.refine)."""
+    config's (refinements: edgeprune.sweep.refine); `planned`, trials instead of the
+    config's (a search's screen and rungs: edgeprune.search)."""
     progress = progress or SilentProgress()
     run = RunFolder(cfg.out)
     existing = preflight.read_existing(run)       # a folder holding another sweep is refused before any write
     cfg, notes = adopt_stored(cfg.model_copy(deep=True), existing.settings)
     for note in notes:
         progress.note(note)
-    specs = plan_trials(cfg) + [s for s in extra]
+    specs = (list(planned) if planned is not None else plan_trials(cfg)) + [s for s in extra]
     settings = TrialSettings.from_config(cfg)
     preflight.check_resumable(existing, settings.identity, specs, run, extend)
     preflight.check_device(cfg)

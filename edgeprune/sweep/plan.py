@@ -15,7 +15,7 @@ from typing import Optional
 from ..config import BASELINE, NO_VARIANT, SweepConfig, rate_label
 from .settings import TrialSettings
 
-PRUNE, REFINE = "prune", "refine"     # a trial's stage
+PRUNE, REFINE, RUNG = "prune", "refine", "rung"     # a trial's stage
 UNIFORM = "uniform"                   # the allocation of a trial that cuts every layer alike
 
 
@@ -29,8 +29,8 @@ class TrialSpec:
     settings: TrialSettings     # what every trial of the sweep shares
     quantize: str = NO_VARIANT  # a variant of the fine-tuned model (int8), or none
     parent: Optional[str] = None    # the trial whose fine-tuned model this one starts from (cascade, refine)
-    stage: str = PRUNE              # prune (and fine-tune) | refine (fine-tune the parent's model further)
-    budget: Optional[float] = None  # refine: the epochs it adds
+    stage: str = PRUNE              # prune (and fine-tune) | refine, rung (fine-tune the parent's model further)
+    budget: Optional[float] = None  # refine: the epochs it adds; rung (edgeprune find): the steps it adds
     allocation: str = UNIFORM       # how its budget is split over channel groups (edgeprune.allocate)
 
     @property
@@ -61,7 +61,8 @@ class TrialSpec:
 
     @property
     def is_refinement(self) -> bool:
-        return self.stage == REFINE
+        """It prunes nothing: it fine-tunes its parent's model further (refine, or a rung of find)."""
+        return self.stage in (REFINE, RUNG)
 
     def as_dict(self) -> dict:
         """The spec as JSON (what results.db keeps; `from_dict` reads it back)."""
@@ -92,7 +93,8 @@ class TrialSpec:
     def describe(self) -> str:
         what = "baseline" if self.is_baseline else f"{self.method} @ {self.rate_label}"
         return (f"{self.model_label} {what}" + (f" {self.quantize}" if self.is_variant else "")
-                + (f" refined +{self.budget:g} epochs" if self.is_refinement else ""))
+                + (f" refined +{self.budget:g} epochs" if self.stage == REFINE else "")
+                + (f" rung +{self.budget:g} steps" if self.stage == RUNG else ""))
 
     def to_row(self) -> dict:
         # a variant is its own line in tables and figures: "resnet20 int8" beside "resnet20"

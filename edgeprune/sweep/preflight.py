@@ -77,7 +77,7 @@ def check_resumable(existing: Existing, settings: dict, specs: list[TrialSpec], 
         return
     planned = {s.trial_id for s in specs}
     added = [s for s in specs if s.trial_id not in existing.trials and not s.is_refinement]
-    missing = [t for i, t in existing.trials.items() if i not in planned and t.spec.get("stage") != "refine"]
+    missing = [t for i, t in existing.trials.items() if i not in planned and t.spec.get("stage") not in ("refine", "rung")]
     if added or missing:
         parts = ([f"{len(added)} new trial(s), e.g. {added[0].describe()}"] if added else []) + \
             ([f"{len(missing)} of its trials are not named, e.g. {missing[0].model} {missing[0].algorithm} "

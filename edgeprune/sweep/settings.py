@@ -24,7 +24,7 @@ from ..config import (NO_VARIANT, AllocateConfig, DatasetConfig, DeployConfig, F
 # What the run is called, where its data and artefacts live and how trials are
 # scheduled do not change a result.
 _NOT_IDENTITY = {"out", "name", "executor", "threads", "ray", "storage", "save_models", "device", "models",
-                 "algorithms", "rates", "baseline", "plugins", "weights_dir", "allocation"}
+                 "algorithms", "rates", "baseline", "plugins", "weights_dir", "allocation", "search"}
 _NESTED_NOT_IDENTITY = {("dataset", "root"), ("dataset", "download"), ("prune", "timeout_s")}
 # Settings added after run folders existed, with the value that reproduces what runs
 # did before: left out of the identity at that value, so an older run's settings (and

@@ -30,7 +30,7 @@ from .allocation import prepare, prune_allocated
 from .context import TrialContext
 from .recovery import recover
 from .unpruned import UnprunedModel
-from .plan import TrialSpec
+from .plan import REFINE, RUNG, TrialSpec
 from .trial_data import CALIBRATION_BATCHES
 
 
@@ -77,7 +77,8 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, variants: Sequence[TrialSpec] 
             _continue(t, ctx, parent)
         else:
             _prune(t, ctx, parent)
-        _finetune(t, ctx, epochs=spec.budget if spec.is_refinement else None)
+        _finetune(t, ctx, epochs=spec.budget if spec.stage == REFINE else None,
+                  steps=int(spec.budget) if spec.stage == RUNG else None)
         _measure(t, ctx)
         t.metrics["trial_seconds"] = time.perf_counter() - t.started
         if parent is not None:
@@ -200,7 +201,7 @@ def _prune_to_latency(t: _Trial, ctx: TrialContext, source: nn.Module, calibrati
     return result
 
 
-def _finetune(t: _Trial, ctx: TrialContext, epochs: Optional[float] = None) -> None:
+def _finetune(t: _Trial, ctx: TrialContext, epochs: Optional[float] = None, steps: Optional[int] = None) -> None:
     spec, base = t.spec, t.base
     teacher, settings = None, ctx.settings.finetune
     if settings.distill is not None and not spec.is_baseline:   # a baseline would distil itself
@@ -208,7 +209,11 @@ def _finetune(t: _Trial, ctx: TrialContext, epochs: Optional[float] = None) -> N
             raise EdgepruneError("finetune.distill: the teacher's new head is untrained; use finetune.order "
                                  "adapt_then_prune (with adapt_epochs > 0) to distil")
         teacher = ctx.models.teacher(base)
-    cfg = settings if epochs is None else settings.model_copy(update={"epochs": epochs, "max_steps": None})
+    cfg = settings
+    if epochs is not None:           # refine: whole epochs more
+        cfg = settings.model_copy(update={"epochs": epochs, "max_steps": None})
+    elif steps is not None:          # a rung of find: this many steps more (as many epochs as that takes)
+        cfg = settings.model_copy(update={"epochs": 10_000, "max_steps": steps})
     ft = finetune(t.model, ctx.loaders.train(base, spec.seed), cfg, seed=spec.seed, on_step=ctx.on_step,
                   teacher=teacher)
     t.metrics.update(accuracy=evaluate(t.model, ctx.loaders.test(base)), finetune_seconds=ft.seconds,
