@@ -84,8 +84,8 @@ def test_the_report_draws_the_rungs(tiny_cifar, tmp_path, trained_checkpoint):
     from edgeprune import report
     run = tmp_path / "run"
     find(load_config(find_config(tiny_cifar, run, trained_checkpoint)), export=False)
-    page = report(run, tmp_path / "report")
-    html = Path(page).read_text()
+    files = report(run, tmp_path / "report")
+    html = files[-1].read_text()
     assert "Search" in html and "rung 1" in html and "successive halving" in html
     assert (tmp_path / "report" / "search_rungs.png").exists()
 

@@ -8,7 +8,7 @@ halving, decided by Optuna), and exports the winner.
     >>> print(result.format())           # the winner beside the goals, and the rungs
 """
 from .controller import find
-from .record import SearchRecord, read
+from ..search_record import SearchRecord, read
 from .result import FindResult
 
 __all__ = ["find", "FindResult", "SearchRecord", "read"]

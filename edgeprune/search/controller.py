@@ -19,7 +19,7 @@ from ..config import BASELINE, SweepConfig
 from ..errors import EdgepruneError, first_line
 from ..run import RunFolder
 from ..sweep import SilentProgress, run_sweep
-from . import record as rec
+from .. import search_record as rec
 from .candidates import Candidate, baselines, pruned, rung_spec
 from .goals import Goals
 from .schedule import RungPlan, Study, plan_rungs

@@ -11,7 +11,7 @@ import pandas as pd
 from ..errors import EdgepruneError, first_line
 from ..recommend import show_metric
 from .goals import Goals
-from .record import SearchRecord
+from ..search_record import SearchRecord
 
 _SHOWN = ["accuracy", "accuracy_drop", "latency_ms", "size_bytes", "params", "macs"]
 

@@ -1,4 +1,4 @@
-"""What a search leaves in its run folder besides its trials: the rungs, each
+"""What a search (`edgeprune find`) leaves in its run folder besides its trials: the rungs, each
 candidate's trials and why it stopped, the winner. The controller alone writes it
 (results.db's meta `search`); the report and `find` read it back."""
 from __future__ import annotations
@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..lock import RunLock
-from ..run import RunFolder
+from .lock import RunLock
+from .run import RunFolder
 
 META_KEY = "search"
 
