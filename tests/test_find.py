@@ -19,13 +19,12 @@ from edgeprune.search.schedule import plan_rungs
 TINY_MACS = 2_212_160                 # tiny_models.tiny_cnn3 at 32 px
 
 
-@pytest.fixture(scope="module")
-def trained_checkpoint(tiny_cifar, tmp_path_factory) -> Path:
-    """tiny_cnn3 trained on the tiny data set (its classes are tinted noise): the candidate
+def train_tiny_checkpoint(data: Path, path: Path) -> Path:
+    """tiny_cnn3 trained on the tiny data set (its classes are tinted noise): the model
     every search here should find."""
     sys.path.insert(0, str(Path(__file__).parent))
     from tiny_models import tiny_cnn3
-    base = tiny_cifar / "cifar-10-batches-py"
+    base = data / "cifar-10-batches-py"
     xs, ys = [], []
     for i in range(1, 6):
         with open(base / f"data_batch_{i}", "rb") as f:
@@ -42,9 +41,13 @@ def trained_checkpoint(tiny_cifar, tmp_path_factory) -> Path:
         opt.zero_grad()
         torch.nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
-    path = tmp_path_factory.mktemp("ckpt") / "tiny_trained.pt"
     torch.save(model.state_dict(), path)
     return path
+
+
+@pytest.fixture(scope="module")
+def trained_checkpoint(tiny_cifar, tmp_path_factory) -> Path:
+    return train_tiny_checkpoint(tiny_cifar, tmp_path_factory.mktemp("ckpt") / "tiny_trained.pt")
 
 
 def find_config(data, out, checkpoint, **search) -> dict:

@@ -148,3 +148,20 @@ def test_ctrl_c_cancels_running_trials(tiny_cifar, tmp_path):
     with ResultStore(run, create=False) as store:
         counts = store.counts()
     assert counts["running"] == 0 and counts["cancelled"] >= 1
+
+
+def test_find_picks_the_same_winner_through_the_same_rungs_on_ray(ray_instance, tiny_cifar, tmp_path):
+    from edgeprune.search import find
+    from test_find import find_config, train_tiny_checkpoint
+    ckpt = train_tiny_checkpoint(tiny_cifar, tmp_path / "ckpt.pt")
+    runs = {}
+    for executor in ("local", "ray"):
+        cfg = find_config(tiny_cifar, tmp_path / executor, ckpt)
+        cfg.update(executor=executor, threads=1)
+        result = find(load_config(cfg), export=False)
+        runs[executor] = result.record
+    local, parallel = runs["local"], runs["ray"]
+    assert local.winner is not None and local.winner == parallel.winner
+    assert [(r.rung, r.steps, r.candidates, r.promoted) for r in local.rungs] == \
+        [(r.rung, r.steps, r.candidates, r.promoted) for r in parallel.rungs]
+    assert local.steps_spent == parallel.steps_spent

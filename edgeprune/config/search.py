@@ -68,16 +68,17 @@ class SearchConfig(Strict):
     reduction: int = Field(3, ge=2, le=10, description="successive halving: a rung keeps about 1/reduction of the "
                            "candidates and gives each reduction times more steps")
     min_steps: int = Field(50, gt=0, description="fine-tune steps of a candidate in the first rung (at least)")
-    margin: float = Field(0.005, ge=0, le=1, description="stop once the next rung cannot change the winner's "
-                          "objective by more than this (accuracy: 0.005 = half a point)")
+    margin: float = Field(0.5, ge=0, le=100, description="stop once the next rung cannot lift the winner's "
+                          "accuracy by more than this many points")
     rates: Optional[list[float]] = Field(None, description="without a cost goal: the rates each candidate is cut "
                                          "at (default: the sweep's rates)")
 
     @field_validator("margin", mode="before")
     @classmethod
     def _points(cls, v: Any) -> Any:
+        """'0.5pt' reads as 0.5 (points), like a bare number."""
         try:
-            return parse_points(v, "search.margin") if isinstance(v, str) else v
+            return 100 * parse_points(v, "search.margin") if isinstance(v, str) else v
         except EdgepruneError as e:
             raise ValueError(str(e)) from None
 

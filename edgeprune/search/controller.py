@@ -186,7 +186,7 @@ class _Search:
         if winner is None:
             return False
         best = self.goals.score(rows[winner])
-        margin = self.search.margin if self.search.objective == "accuracy" else 0.0
+        margin = self.search.margin / 100 if self.search.objective == "accuracy" else 0.0    # points
         for key in alive:
             hope = self.goals.score(rows[key], optimistic_gain=max(gains.get(key, 0.0), 0.0))
             if hope - best > margin:
