@@ -91,7 +91,10 @@ def base_config(model: str, out: Path, args, steps: int, rates: list, allocation
            "models": [{"name": model, "pretrained": True}], "weights_dir": args.weights_dir, "algorithms": ["l1"],
            "allocation": allocation, "rates": rates,
            "dataset": {"name": "cifar10", "root": args.data_dir, "test_fraction": args.test_fraction},
-           "finetune": {"epochs": 1, "max_steps": steps, "batch_size": 128, "lr": 0.01},
+           # prune_then_finetune: these models keep their CIFAR-10 head (nothing to adapt), and so the
+           # 0-step and the fine-tuned sweep share one map (adapting would make max_steps part of its key)
+           "finetune": {"epochs": 1, "max_steps": steps, "batch_size": 128, "lr": 0.01,
+                        "order": "prune_then_finetune"},
            "measure": {"latency": ["onnxruntime"], "backend_accuracy": False},
            "allocate": {"widths": args.widths, "images": args.images, "max_seconds": args.map_seconds},
            "threads": args.threads}

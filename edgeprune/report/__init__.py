@@ -18,6 +18,7 @@ from .figures import static_figures
 from .html import HTML_NAME, render_html, write_html
 from .recovery_figure import recovery_path
 from .search_figure import search_records, search_rungs
+from .sensitivity_figure import sensitivity_map_figure, sensitivity_maps
 from ..pareto import pareto_front, pareto_mask
 from .render_static import write_figures
 from .table import print_trials, trials_table
@@ -37,7 +38,8 @@ def write_report(run_dirs: str | Path | Sequence[str | Path], out_dir: str | Pat
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     drawn = {**static_figures(data.trials), "recovery_path": recovery_path(data.trials, "recovery_path"),
-             "search_rungs": search_rungs(data.trials, search_records(data), "search_rungs")}
+             "search_rungs": search_rungs(data.trials, search_records(data), "search_rungs"),
+             "sensitivity_maps": sensitivity_map_figure(sensitivity_maps(data), "sensitivity_maps")}
     files = write_figures({k: f for k, f in drawn.items() if not f.empty}, out_dir) if figures else []
     page = write_html(data, out_dir / HTML_NAME, files=[f.name for f in files])
     return files + [page]

@@ -54,6 +54,9 @@ class Trace:
     legend: bool = True
     offset_group: Optional[str] = None
     z: Optional[list] = None         # heatmap values (rows of y x columns of x)
+    zlabel: str = "kept"             # heatmap: what the colour is, its upper end (None: the data's) and format
+    zmax: Optional[float] = 1.0
+    zformat: str = ".0%"
 
 
 @dataclass

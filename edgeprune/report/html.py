@@ -33,6 +33,7 @@ from ..metrics import fmt, latency_label, metric
 from .data import ReportData, status_summary
 from .recovery_figure import recovery_path
 from .search_figure import candidate_rows, rung_rows, search_records, search_rungs
+from .sensitivity_figure import sensitivity_map_figure, sensitivity_maps
 from .figures import (algorithm_colors, algorithms_at_rate, layer_heatmap, metric_vs_rate, natural_key, rate_order,
                       runtimes, tradeoff)
 from ..pareto import pareto_front
@@ -246,7 +247,7 @@ def render_html(data: ReportData, files: Optional[list[str]] = None) -> str:
         d = done[done["accuracy"].notna() & done["params"].notna()]
         front_keys = set(pareto_front(d, "params", by="run")["key"]) if len(d) else set()
     layer_names, layer_payload = _layers_payload(data)
-    searches = search_records(data)
+    searches, maps = search_records(data), sensitivity_maps(data)
     heatmaps = {f"fig-heat-{i}": m for i, m in enumerate(sorted(layer_names))}
     figures = [
         metric_vs_rate(trials, "accuracy", "accuracy (%)", "Accuracy after fine-tuning vs pruning rate", "fig-acc-rate"),
@@ -255,7 +256,7 @@ def render_html(data: ReportData, files: Optional[list[str]] = None) -> str:
         tradeoff(trials, "params", "fig-params"), tradeoff(trials, "macs", "fig-macs"),
         tradeoff(trials, "latency_ms", "fig-latency"), runtimes(trials, "fig-runtimes"),
         algorithms_at_rate(trials, "fig-algos"), recovery_path(trials, "fig-recovery"),
-        search_rungs(trials, searches, "fig-search"),
+        search_rungs(trials, searches, "fig-search"), sensitivity_map_figure(maps, "fig-sensitivity"),
         *[layer_heatmap(trials, data.layers, m, fig_id) for fig_id, m in heatmaps.items()]]
     figs_json = "[" + ",".join(f'{{"id":{json.dumps(f.id)},"fig":{pio.to_json(render_plotly(f), validate=False)}}}'
                                for f in figures) + "]"
@@ -274,7 +275,8 @@ def render_html(data: ReportData, files: Optional[list[str]] = None) -> str:
              "edgeprune comparison · " + " vs ".join(r.label for r in data.runs))
     sections = [("setup", "Set-up"), ("best", "Best trade-offs"), ("rate", "Accuracy and size vs pruning rate"),
                 ("tradeoffs", "Accuracy vs parameters, MACs and latency"), ("algorithms", "Algorithms at equal rate"),
-                ("recovery", "Recovery path")] + ([("search", "Search")] if searches else []) + [
+                ("recovery", "Recovery path")] + ([("sensitivity", "Sensitivity maps")] if maps else []) + (
+                    [("search", "Search")] if searches else []) + [
                 ("trials", "All trials"), ("channels", "Channels per layer")] + ([("files", "Figures as files")]
                                                                                  if files else [])
     return _environment().get_template("report.html.j2").render(
@@ -286,7 +288,7 @@ def render_html(data: ReportData, files: Optional[list[str]] = None) -> str:
         global_targets=bool((trials["target_kind"] != "channels").any()), latency_note=latency_note,
         latency_label="; ".join(labels) or "not measured", algorithm_tables=_algorithm_tables(data),
         slower_int8=_slower_int8(data), cpu_int8=_cpu_int8(data),
-        searches=[{"run": label, "goals": r.goals, "objective": r.objective, "ended": r.ended,
+        has_maps=bool(maps), searches=[{"run": label, "goals": r.goals, "objective": r.objective, "ended": r.ended,
                    "steps": r.steps_spent, "minutes": r.seconds / 60, "plan": r.plan, "rungs": rung_rows(r),
                    "candidates": candidate_rows(r, trials)} for label, r in searches.items()],
         heatmaps=list(heatmaps), files=files or [],

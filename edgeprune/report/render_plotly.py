@@ -14,9 +14,10 @@ TEMPLATE = "plotly_white"
 
 def _trace(t: Trace, panel: Panel) -> go.BaseTraceType:
     if t.mode == "heatmap":
-        return go.Heatmap(z=t.z, x=t.x, y=t.y, zmin=0, zmax=1, colorscale="Viridis", colorbar=dict(title="kept"),
-                          customdata=[[k] * len(t.x) for k in t.keys], xgap=1, ygap=1,
-                          hovertemplate="%{y}<br>%{x}: %{z:.0%} of channels kept<extra></extra>")
+        return go.Heatmap(z=t.z, x=t.x, y=t.y, zmin=0, zmax=t.zmax, colorscale="Viridis",
+                          colorbar=dict(title=t.zlabel),
+                          customdata=[[k] * len(t.x) for k in t.keys] if t.keys is not None else None, xgap=1, ygap=1,
+                          hovertemplate=f"%{{y}}<br>%{{x}}: %{{z:{t.zformat}}} {t.zlabel}<extra></extra>")
     step = t.mode == "step"
     line = dict(color=t.color, dash="dash", width=1.5, shape="hv") if step else dict(color=t.color)
     marker = (dict(size=15, color="rgba(0,0,0,0)", line=dict(color=t.color, width=1.5)) if step else

@@ -30,8 +30,11 @@ def _draw(ax, t: Trace, categorical: list | None) -> None:
     x = [categorical.index(v) for v in t.x] if categorical is not None else t.x
     if t.mode == "heatmap":
         im = ax.imshow([[float("nan") if v is None else v for v in row] for row in t.z], aspect="auto",
-                       vmin=0, vmax=1, cmap="viridis")
-        ax.figure.colorbar(im, ax=ax, label="kept")
+                       vmin=0, vmax=t.zmax, cmap="viridis")
+        ax.figure.colorbar(im, ax=ax, label=t.zlabel)
+        small = 6 if max(len(t.x), len(t.y)) > 30 else 8
+        ax.set_xticks(range(len(t.x)), [str(v) for v in t.x], rotation=90 if len(t.x) > 12 else 0, fontsize=small)
+        ax.set_yticks(range(len(t.y)), [str(v) for v in t.y], fontsize=small)
         return
     if t.mode == "step":
         ax.step(x, t.y, where="post", color=_color(t.color), ls="--", lw=1, zorder=1, label=t.name)
@@ -62,8 +65,8 @@ def render_static(fig: Figure):
             ax.set_xticks(range(len(panel.categories)), panel.categories)
         if panel.xlog:
             _log_axis(ax)
-        elif panel.categories is None:
-            _linear_axis(ax)
+        elif panel.categories is None and not any(t.mode == "heatmap" for t in panel.traces):
+            _linear_axis(ax)        # a heatmap labels its own cells
         ax.set_title(panel.title)
         ax.set_xlabel(panel.xtitle)
         if panel.ytitle:

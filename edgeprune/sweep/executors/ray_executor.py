@@ -6,7 +6,8 @@ existing cluster (`ray.address`, or $RAY_ADDRESS).
 - Plugins reach every worker: the driver's plugin modules and registrations
   travel with each task (edgeprune.registry.plugin_snapshot).
 - Models whose head is replaced are adapted once (a Ray task per model, in
-  parallel), and the adapted weights are shared with all their trials.
+  parallel), and the adapted weights are shared with all their trials; so are the
+  sensitivity maps and latency models of allocated trials (ray_allocation.py).
 - Tasks return their rows to the driver, which alone writes the SQLite store:
   no shared file system is needed for results.
 - A task whose worker process dies is rerun by Ray up to `ray.max_retries` times,
@@ -37,6 +38,7 @@ from ..sink import ArtifactSink
 from ..trial import Parent, run_trial
 from ..unpruned import may_need_adaptation, model_key
 from .lineage import Lineage
+from .ray_allocation import measure_inputs
 
 try:
     import ray
@@ -101,6 +103,7 @@ def _run_task(task: TrialTask, shared: dict, packed_data: dict, adapted: dict, t
               parent: Optional[tuple]) -> dict:
     ctx = _context(shared, packed_data)
     ctx.models.adapted_states.update(adapted)
+    ctx.allocation.given.update(shared.get("allocation_inputs") or {})
     for sig, timings in shared["timing"].items():          # what earlier trials of the run measured
         ctx.timing.by_signature.setdefault(sig, timings)
     trial_id = task.trial_ids[0]
@@ -216,6 +219,8 @@ class RayExecutor:
         options = dict(num_cpus=rc.cpus_per_trial, num_gpus=rc.gpus_per_trial, max_retries=rc.max_retries)
         data_ref = ray.put(pack(job.data))
         adapted_ref = ray.put(self._adapt_all(job, shared, data_ref, options))
+        # sensitivity maps and the like: measured once per run, before the trials that share them
+        shared["allocation_inputs"] = measure_inputs(ray, job, shared, data_ref, adapted_ref, options)
         tracker = _start_tracker()
         remote = ray.remote(_task).options(**options, retry_exceptions=False)
         lineage = Lineage(job.tasks, job.finished, ArtifactSink(job.options.storage))
