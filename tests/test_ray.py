@@ -165,3 +165,23 @@ def test_find_picks_the_same_winner_through_the_same_rungs_on_ray(ray_instance, 
     assert [(r.rung, r.steps, r.candidates, r.promoted) for r in local.rungs] == \
         [(r.rung, r.steps, r.candidates, r.promoted) for r in parallel.rungs]
     assert local.steps_spent == parallel.steps_spent
+
+
+def test_allocated_trials_get_the_same_widths_on_ray_from_one_map(ray_instance, tiny_cifar, tmp_path):
+    """The map is measured once per model and algorithm before the trials (not by each
+    worker), and the same seed gives the same widths as the local executor."""
+    cfg = dict(algorithms=["l1"], allocation=["sensitivity"], rates=[{"macs": 0.5}, {"params": 0.5}, 0.3],
+               baseline=False, finetune={"epochs": 1, "max_steps": 0, "batch_size": 32},
+               allocate={"widths": [0.25, 0.5], "images": 32}, measure={"latency": False, "eval_batch_size": 100})
+    run_sweep(_cfg(tiny_cifar, tmp_path / "local", **cfg))
+    run_sweep(_cfg(tiny_cifar, tmp_path / "ray", executor="ray", **cfg))
+    widths = {}
+    for name in ("local", "ray"):
+        with ResultStore(tmp_path / name, readonly=True) as store:
+            trials = store.trials()
+        assert all(t.status == "done" for t in trials), [t.error for t in trials]
+        widths[name] = {t.trial_id: t.metrics["allocation_widths"] for t in trials}
+        if name == "ray":
+            assert not any(t.metrics["map_measured"] for t in trials)         # the driver's task measured it
+    assert widths["local"] == widths["ray"] and len(widths["ray"]) == 3
+    assert len(list((tmp_path / "ray" / "allocation").glob("sensitivity-*.json"))) == 1
