@@ -11,7 +11,7 @@ latency allocation, fp32 and int8 (ONNX Runtime, 1 thread, batch 1).
 (b) find: the same candidates, `search: {goals: ..., budget: {steps: B}}` with B the
     grid's fine-tune steps in all (equal compute).
 
-Goal 1 (--part latency): at most --latency-share x ResNet-56's ONNX Runtime latency,
+Goal 1 (--part latency): at most --latency-share x the last model's (ResNet-56's) ONNX Runtime latency,
 timed just before (its median, the same backend and settings as the trials), the
 highest accuracy. Goal 2 (--part size): the smallest file within 1 point of the
 unpruned ResNet-56 (its accuracy from the grid's baseline trial).
@@ -80,8 +80,9 @@ def summary(run: Path, seconds: float, **goal) -> dict:
     pick = None if best is None else {k: (None if str(best.get(k)) == "nan" else best.get(k)) for k in
                                       ("trial_id", "model", "algorithm", "rate_label", "accuracy", "latency_ms",
                                        "size_bytes", "params", "macs")}
+    trained = df[df["quantize"].fillna("none") == "none"] if "quantize" in df else df   # an int8 row repeats its twin's
     return {"best": json.loads(json.dumps(pick, default=float)), "seconds": seconds,
-            "finetune_steps": int(df["finetune_steps"].fillna(0).sum()) if "finetune_steps" in df else 0,
+            "finetune_steps": int(trained["finetune_steps"].fillna(0).sum()) if "finetune_steps" in df else 0,
             "trials": int((df["status"] == "done").sum()), "failed": int((df["status"] == "failed").sum())}
 
 
@@ -157,7 +158,7 @@ def main() -> None:
     from edgeprune import load_config
     probe = load_config(candidates_config(args, RUNS / "probe", 0))
     if "resnet56_ms" not in out:
-        out["resnet56_ms"] = unpruned_ms("resnet56", args.weights_dir, probe)
+        out["resnet56_ms"] = unpruned_ms(args.models[-1], args.weights_dir, probe)
     goal_ms = round(args.latency_share * out["resnet56_ms"], 4)
     out["latency_goal_ms"] = goal_ms
     run = grid(args, out, save)
@@ -171,7 +172,8 @@ def main() -> None:
     if args.part in ("size", "all"):
         from edgeprune import load_results
         df = load_results(run)
-        base = df[(df["model"] == "resnet56") & (df["algorithm"] == "none")]["accuracy"]
+        reference = args.models[-1]           # the largest: ResNet-56 unless --models says otherwise
+        base = df[(df["model"] == reference) & (df["algorithm"] == "none")]["accuracy"]
         floor = round(float(base.iloc[0]) - 0.01, 4)
         out["size_goal_min_accuracy"] = floor
         out["grid"]["size_goal"] = summary(run, out["grid"]["seconds_this_start"], min_accuracy=floor,

@@ -71,17 +71,19 @@ def _targets(cfg: SweepConfig, base: dict, quantize: str) -> list[tuple[str, flo
 
 def pruned(cfg: SweepConfig, base_rows: dict[str, dict], skip_models: frozenset = frozenset()) -> list[Candidate]:
     """The pruned candidates, for the models whose unpruned row is in `base_rows`
-    (model label -> row) and not in `skip_models`."""
+    (model label -> row), but not the (model label, quantize) pairs in `skip_models`."""
     settings = TrialSettings.from_config(cfg)
     out = []
     for m in cfg.models:
         label = m.label
-        if label in skip_models or label not in base_rows:
+        if label not in base_rows:
             continue
         model = m.model_dump(mode="json")
         for algorithm in cfg.algorithms:
             for allocation in cfg.allocation:
                 for q in cfg.quantize:
+                    if (label, q) in skip_models:
+                        continue
                     for kind, value in _targets(cfg, base_rows[label], q):
                         if kind != "channels" and value <= 0:
                             continue             # the unpruned model meets it: nothing to cut

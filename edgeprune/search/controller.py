@@ -98,9 +98,8 @@ class _Search:
                 continue
             if not c.spec.is_variant:
                 base_rows[c.spec.model_label] = r
-            if self.search.objective == "accuracy" and not self.goals.misses(r, self.goals.hard) \
-                    and not c.spec.is_variant:
-                skip.add(c.spec.model_label)      # unpruned, it meets the cost goals: a cut cannot beat it
+            if self.search.objective == "accuracy" and not self.goals.misses(r, self.goals.hard):
+                skip.add((c.spec.model_label, c.spec.quantize))   # unpruned, it meets the cost goals: no cut beats it
         cands = pruned(self.cfg, base_rows, frozenset(skip))
         df = self.sweep([c.spec for c in base + cands])
         trainable = []
@@ -116,9 +115,9 @@ class _Search:
                 record.stop(c.key, "removed no channel: the unpruned model is the same network", 0)
             else:
                 trainable.append(c)
-        for model in sorted(skip):
-            self.progress.note(f"{model} unpruned meets {', '.join(g.describe() for g in self.goals.hard)}: "
-                               "its cuts are not searched")
+        for model, q in sorted(skip):
+            self.progress.note(f"{model}{'' if q == 'none' else ' ' + q} unpruned meets "
+                               f"{', '.join(g.describe() for g in self.goals.hard)}: its cuts are not searched")
         self.unreachable(base + cands, df)
         return base, trainable, df
 
@@ -152,7 +151,7 @@ class _Search:
         plan's count, within the budget's steps or minutes (candidates sharing a trained
         model cost it once)."""
         ranked = sorted(keys, key=lambda k: -scores[k] if not math.isnan(scores[k]) else math.inf)
-        limit = plan.counts[rung - 1] if rung - 1 < len(plan.counts) else 1
+        limit = plan.counts[min(rung, len(plan.counts)) - 1]
         budget = self.search.budget
         kept, models = [], set()
         for key in ranked:
@@ -205,6 +204,11 @@ class _Search:
         if not trainable:
             record.winner = self._winner_trial(rows, latest)
             return
+        # the rungs for the candidates the screen left (the plan before it counted every cut)
+        lineages = len({c.trained_key for c in trainable})
+        plan = plan_rungs(lineages, self.search.reduction, self.search.min_steps, self.search.budget.steps)
+        record.plan.update(first_rung_steps=plan.steps, candidates_per_rung=list(plan.counts),
+                           planned_steps=plan.total, trainable=lineages)
         study = Study(self.run.path, trainable, self.search.reduction, self.cfg.seed, self.cfg.name)
         alive = study.promote(0, scores)
         for key in scores:
@@ -214,10 +218,10 @@ class _Search:
         seconds_per_step, rung = None, 0
         while alive:
             rung += 1
-            if rung > len(plan.counts):
-                record.ended = rec.LAST_RUNG
+            if rung > len(plan.counts) and self.search.budget.steps is None:
+                record.ended = rec.LAST_RUNG       # a time budget goes no further than the plan
                 break
-            steps = plan.steps_at(rung)
+            steps = plan.steps_at(rung)            # past the plan (budget left, not converged): the last few, longer
             alive = self.afford(alive, steps, scores, record, rung, plan, clock, seconds_per_step)
             if not alive:
                 record.ended = rec.BUDGET

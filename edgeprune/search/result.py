@@ -73,7 +73,9 @@ class FindResult:
 
 
 def _name(row: pd.Series) -> str:
-    return f"{row['model']} {row['algorithm']} @ {row['rate_label']}"
+    from ..config import BASELINE
+    what = "unpruned" if row["algorithm"] == BASELINE else f"{row['algorithm']} @ {row['rate_label']}"
+    return f"{row['model']} {what}"
 
 
 def export_winner(cfg, trial_id: str):
