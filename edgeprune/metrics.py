@@ -4,8 +4,8 @@ how it is written. Tables (`show`, `recommend`), the CSV, the HTML report and
 says what was measured.
 
 Formats ("kind"): fraction (0.913 -> 91.30 %), points (an accuracy difference in
-points), count, mega (millions), bytes, ms, seconds, int, ratio (×1.08), flag (yes / no),
-text.
+points), count, mega (millions), bytes, ms, seconds, int, ratio (×1.08), relative (+4.2 %),
+flag (yes / no), text.
 """
 from __future__ import annotations
 
@@ -102,6 +102,29 @@ METRICS: dict[str, Metric] = {m.key: m for m in [
     Metric("chain_steps", "total steps", "int", "fine-tune steps from the unpruned model to this one: its own, "
            "plus its parents' in a cascade or a refinement"),
     Metric("trial_seconds", "trial s", "seconds", "wall time of the whole trial"),
+    # allocated trials (allocation: sensitivity | latency | global | a plugin's)
+    Metric("allocation_predicted_cost", "alloc cost", "float", "the allocation's predicted cost, in its budget's "
+           "unit (MACs, parameters, or latency: ms or relative to the unpruned model)"),
+    Metric("allocation_budget", "alloc budget", "float", "the budget the allocation was solved for, in that unit"),
+    Metric("allocation_predicted_loss", "pred loss", "float", "the loss the sensitivity map predicts for the chosen "
+           "widths (sum over groups of each group's added loss)", "lower"),
+    Metric("allocation_seconds", "alloc s", "seconds", "wall time of choosing the widths (searching the budget "
+           "for a latency target included)"),
+    Metric("allocation_probes", "probes", "int", "networks timed whole while searching a latency target's budget"),
+    Metric("latency_predicted_ms", "pred ms", "ms", "the latency model's prediction for the allocated network, on "
+           "the first latency backend"),
+    Metric("latency_allocated_ms", "alloc ms", "ms", "the allocated network timed whole right after allocating "
+           "(first latency backend)"),
+    Metric("latency_prediction_error", "pred err", "relative", "predicted / measured latency - 1 of the "
+           "allocated network", "lower"),
+    Metric("latency_target_ms", "target ms", "ms", "a latency_ms target, as given"),
+    Metric("latency_search_ms", "search ms", "ms", "what the latency search measured for the network it chose"),
+    Metric("latency_reached_ms", "reached ms", "ms", "a fresh timing of that network (the two differ by noise)"),
+    Metric("map_seconds", "map s", "seconds", "wall time of the run's sensitivity map for this model and "
+           "algorithm (measured once, shared by its trials)"),
+    Metric("map_calls", "map calls", "int", "pruned copies the map evaluated (groups x widths)"),
+    Metric("map_images", "map imgs", "int", "calibration images of the map"),
+    Metric("map_measured", "map here", "flag", "whether this trial measured the map (else it read the run's)"),
 ]}
 
 # the columns of `show` / recommend in order of importance: the first ones always fit
@@ -165,6 +188,8 @@ def fmt(key: str, v: Any, short: bool = True, empty: str = "") -> str:
         return f"{v:.0f}"
     if kind == "ratio":
         return f"×{v:.2f}"
+    if kind == "relative":
+        return f"{100 * v:+.1f} %"
     if kind == "flag":
         return "yes" if v else "no"
     return f"{v:g}"

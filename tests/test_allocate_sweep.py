@@ -96,3 +96,10 @@ def test_allocated_sweep_meets_budgets_measures_the_map_once_and_resumes(tiny_ci
     remeasured = json.loads(sorted((other / "allocation").glob("sensitivity-*.json"))[0].read_text())
     assert {k: remeasured[k] for k in ("kept", "loss", "base_loss")} == \
         {k: json.loads(before)[k] for k in ("kept", "loss", "base_loss")}
+
+    # the report draws the run's map (group x width -> loss added)
+    from edgeprune import report
+    files = report(run, tmp_path / "report")
+    assert (tmp_path / "report" / "sensitivity_maps.png").exists()
+    html = files[-1].read_text()
+    assert "Sensitivity maps" in html and "layer" in html

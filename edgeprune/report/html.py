@@ -256,7 +256,8 @@ def render_html(data: ReportData, files: Optional[list[str]] = None) -> str:
         tradeoff(trials, "params", "fig-params"), tradeoff(trials, "macs", "fig-macs"),
         tradeoff(trials, "latency_ms", "fig-latency"), runtimes(trials, "fig-runtimes"),
         algorithms_at_rate(trials, "fig-algos"), recovery_path(trials, "fig-recovery"),
-        search_rungs(trials, searches, "fig-search"), sensitivity_map_figure(maps, "fig-sensitivity"),
+        *([search_rungs(trials, searches, "fig-search")] if searches else []),
+        *([sensitivity_map_figure(maps, "fig-sensitivity")] if maps else []),
         *[layer_heatmap(trials, data.layers, m, fig_id) for fig_id, m in heatmaps.items()]]
     figs_json = "[" + ",".join(f'{{"id":{json.dumps(f.id)},"fig":{pio.to_json(render_plotly(f), validate=False)}}}'
                                for f in figures) + "]"
