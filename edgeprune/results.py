@@ -96,6 +96,7 @@ def derive(df: pd.DataFrame, multi_run: bool = False) -> pd.DataFrame:
     df["name"] = [f"{r.series} {r.algorithm if r.algorithm != BASELINE else ''} "
                   f"{r.rate_label if r.algorithm != BASELINE else 'baseline'}".replace("  ", " ")
                   + (f" seed {r.seed}" if seeds else "") + (" refined" if r.stage == "refine" else "")
+                  + (f" +{r.chain_steps:.0f} steps" if r.stage == "rung" and r.chain_steps == r.chain_steps else "")
                   for r in df.itertuples()]
     return df
 

@@ -117,7 +117,7 @@ def _done(df: pd.DataFrame, *cols: str, screened: bool = False) -> pd.DataFrame:
     (their x would repeat their source's)."""
     d = df[df["status"] == "done"]
     if screened and "stage" in d:
-        d = d[d["stage"] != "refine"]
+        d = d[~d["stage"].isin(["refine", "rung"])]     # a search's rungs: drawn in its own figure
     for c in cols:
         d = d[d[c].notna()]
     return d
@@ -182,7 +182,7 @@ def tradeoff(df: pd.DataFrame, cost: str, fig_id: str) -> Figure:
             panel.traces.append(Trace(list(front[cost] * scale), list(100 * front["accuracy"]),
                                       "Pareto front" + (f" · {run}" if multi_run else ""), "step", FRONT_COLOR,
                                       keys=list(front["key"]), hover=hover(front)))
-    d = d.assign(refined=(d["stage"] == "refine") if "stage" in d else False)
+    d = d.assign(refined=d["stage"].isin(["refine", "rung"]) if "stage" in d else False)
     groups = sorted(d.groupby(["algorithm", "series", "refined"]), key=lambda kv: (kv[0][0] == BASELINE, kv[0]))
     for (algo, s, refined), g in groups:
         base = algo == BASELINE      # the baselines last in the legend

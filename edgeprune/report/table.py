@@ -70,9 +70,11 @@ def fit_table(rows: list[dict[str, str]], columns: list[Column], width: int, wid
 
 def made(t: TrialRecord) -> str:
     """How a trial was made: '' (from the unpruned model), 'cascade' (from its parent's
-    fine-tuned model), 'refine +2ep'."""
+    fine-tuned model), 'refine +2ep', 'rung +150' (a rung of find: steps added)."""
     if t.spec.get("stage") == "refine":
         return f"refine +{t.spec.get('budget') or 0:g}ep"
+    if t.spec.get("stage") == "rung":
+        return f"rung +{t.spec.get('budget') or 0:g}"
     return "cascade" if t.spec.get("parent") else ""
 
 
