@@ -174,3 +174,13 @@ def test_a_killed_find_resumes_at_its_rung_and_trains_nothing_twice(tiny_cifar, 
     again = list(calls)
     find(load_config(cfg), export=False)                     # done: a third start trains nothing
     assert calls == again
+
+
+def test_sweep_searches_a_config_with_a_search_section(tiny_cifar, tmp_path, trained_checkpoint, capsys):
+    from edgeprune.cli import main
+    path = tmp_path / "find.yaml"
+    path.write_text(yaml.safe_dump(find_config(tiny_cifar, tmp_path / "run", trained_checkpoint)))
+    sys.path.insert(0, str(Path(__file__).parent))
+    assert main(["sweep", str(path), "--quiet"]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "winner: trained" in out and read(tmp_path / "run").winner is not None
