@@ -42,6 +42,7 @@ class Search:
         self.search = cfg.search
         self.goals = Goals(self.search)
         self.run = RunFolder(cfg.out)
+        self.by_key: dict = {}            # candidate key -> Candidate (set by the rungs)
 
     # -- running trials --------------------------------------------------------------------------------
     def sweep(self, specs) -> pd.DataFrame:

@@ -9,6 +9,7 @@ from ...run import RunFolder
 from ..allocation_inputs import input_key, input_path, needed
 from ..plan import TrialSpec
 from ..unpruned import model_key
+from .ray_worker import context
 
 
 def missing_inputs(job) -> dict[str, list[tuple[str, TrialSpec]]]:
@@ -30,8 +31,7 @@ def missing_inputs(job) -> dict[str, list[tuple[str, TrialSpec]]]:
 
 def inputs_task(wanted: list[tuple[str, TrialSpec]], shared: dict, packed_data: dict, adapted: dict) -> dict:
     """On a worker: measure what one model's allocated trials need; key -> JSON."""
-    from .ray_executor import _context
-    ctx = _context(shared, packed_data)
+    ctx = context(shared, packed_data)
     ctx.models.adapted_states.update(adapted)
     out = {}
     for kind, spec in wanted:

@@ -19,18 +19,15 @@ import logging
 import os
 import sys
 import time
-import warnings
 from typing import Iterator, Optional
 
 import torch
 
 from ... import scratch
-from ...data import DataSplits, ImageDataset
 from ...diskspace import DiskFull, stops_on_full_disk
 from ...errors import EdgepruneError, describe_error, first_line
 from ...prune.saved import loads
-from ...registry import plugin_snapshot, restore_plugins
-from ..context import TrialContext
+from ...registry import plugin_snapshot
 from ..events import Event, Failed, Finished, Started
 from ..plan import TrialSpec, TrialTask
 from ..shared_timing import SharedTiming
@@ -39,6 +36,7 @@ from ..trial import Parent, run_trial
 from ..unpruned import may_need_adaptation, model_key
 from .lineage import Lineage
 from .ray_allocation import measure_inputs
+from .ray_worker import context as _context, pack
 
 try:
     import ray
@@ -47,48 +45,6 @@ except ImportError:  # pragma: no cover - exercised only without ray installed
 
 STEP_REPORT_SECONDS = 1.0
 WORKER_EXIT_SECONDS = 10.0     # how long a closing driver waits for the workers of its Ray to end
-
-
-# -- data through the object store --------------------------------------------
-
-def pack(data: DataSplits) -> dict:
-    def split(d: ImageDataset) -> dict:
-        return {"images": d.images.numpy(), "labels": d.labels.numpy(), "classes": d.classes,
-                "mean": d.mean, "std": d.std}
-    return {"name": data.name, "train": split(data.train), "test": split(data.test),
-            "unlabeled": split(data.unlabeled) if data.unlabeled is not None else None}
-
-
-def unpack(packed: dict) -> DataSplits:
-    def split(d: dict) -> ImageDataset:
-        with warnings.catch_warnings():  # the object store's arrays are read-only; we never write them
-            warnings.simplefilter("ignore", UserWarning)
-            return ImageDataset(torch.from_numpy(d["images"]), torch.from_numpy(d["labels"]), d["classes"],
-                                tuple(d["mean"]), tuple(d["std"]))
-    unlabeled = packed.get("unlabeled")
-    return DataSplits(packed["name"], split(packed["train"]), split(packed["test"]),
-                      split(unlabeled) if unlabeled is not None else None)
-
-
-# -- worker side ---------------------------------------------------------------
-
-# The worker's context, by settings: one at a time. A worker of a long-lived cluster serves
-# sweep after sweep; each context holds its unpruned models and their files, so the one
-# of an earlier sweep is closed when another sweep's task arrives.
-_CONTEXTS: dict[str, TrialContext] = {}
-
-
-def _context(shared: dict, packed_data: dict) -> TrialContext:
-    restore_plugins(shared["plugins"])
-    torch.set_num_threads(shared["threads"])
-    key = shared["settings"].key + repr(shared["options"])
-    if key not in _CONTEXTS:
-        for old in _CONTEXTS.values():
-            old.close()
-        _CONTEXTS.clear()
-        # a worker given no GPU by Ray sees none (CUDA_VISIBLE_DEVICES), so "auto" picks the CPU
-        _CONTEXTS[key] = TrialContext(shared["settings"], unpack(packed_data), shared["options"])
-    return _CONTEXTS[key]
 
 
 def _task(task: TrialTask, shared: dict, packed_data: dict, adapted: dict, tracker,
