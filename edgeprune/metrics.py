@@ -120,6 +120,8 @@ METRICS: dict[str, Metric] = {m.key: m for m in [
     Metric("latency_target_ms", "target ms", "ms", "a latency_ms target, as given"),
     Metric("latency_search_ms", "search ms", "ms", "what the latency search measured for the network it chose"),
     Metric("latency_reached_ms", "reached ms", "ms", "a fresh timing of that network (the two differ by noise)"),
+    Metric("latency_scale", "ms from", "text", "what a latency_ms target was a share of: 'run' (the run's timing of "
+           "the unpruned model, its baseline trial's) or 'trial' (the trial's own first timing of it)"),
     Metric("map_seconds", "map s", "seconds", "wall time of the run's sensitivity map for this model and "
            "algorithm (measured once, shared by its trials)"),
     Metric("map_calls", "map calls", "int", "pruned copies the map evaluated (groups x widths)"),

@@ -58,6 +58,12 @@ def test_a_latency_target_is_met_within_5_percent_of_measured_time(tiny_cifar, t
     m = allocated.metrics
     assert m["latency_search_ms"] == pytest.approx(target, rel=0.05)         # what the search measured
     assert m["latency_target_ms"] == target and m["allocation_widths"]
+    # both searches turn the target into a share of one figure: the baseline trial's timing
+    uniform = trials[("l1", "latency_ms")].metrics
+    baseline = trials[("none", "channels")].metrics
+    assert m["latency_scale"] == uniform["latency_scale"] == "run"
+    assert m["latency_unpruned_ms"] == pytest.approx(baseline["latency_ms"], rel=0.2)
+    assert uniform["latency_unpruned_ms"] == pytest.approx(baseline["latency_ms"], rel=0.2)
     assert abs(m["latency_prediction_error"]) < 1.0 and m["latency_predicted_ms"] > 0      # stored, finite
     # recommend: the most accurate model under the target, allocated trials among the candidates
     rec = recommend(tmp_path / "run", max_latency_ms=target * 1.1)

@@ -31,6 +31,7 @@ from ..prune.groups import ChannelStructure, group_scores
 from ..prune.targets import out_channels
 from ..registry import ALGORITHMS, ALLOCATORS
 from .allocation_measure import multiple_of, request, time_once
+from .shared_timing import unpruned_ms
 
 TOLERANCE = 0.005          # MACs / params: within half of the 1 % allowed, of the unpruned model's count
 PREDICTED_TOLERANCE = 0.02  # a predicted latency budget
@@ -156,8 +157,11 @@ class _Timer:
     model, on the scale of the first timing (as the uniform latency search does), so that
     load which comes and goes between probes does not steer the search."""
 
-    def __init__(self, ctx, base, spec):
-        self.ctx, self.base, self.spec, self.scale = ctx, base, spec, None
+    def __init__(self, ctx, base, spec, source=None):
+        self.ctx, self.base, self.spec = ctx, base, spec
+        # the run's timing of the unpruned model where there is one (shared_timing.unpruned_ms)
+        self.reference = unpruned_ms(ctx, base, ctx.latency_backends[0]) if source is base.model else None
+        self.scale = self.reference
 
     def __call__(self, model) -> float:
         m = time_once(self.ctx, copy.deepcopy(model), self.base, self.spec.seed, f"{self.spec.trial_id}-probe")
@@ -201,7 +205,7 @@ def _meet_latency(t, ctx, s: _Solver):
     first guess the target itself (a latency budget) or the MACs in proportion, then the
     budget scaled by target / measured, bisecting where that leaves the bracket."""
     spec, base = t.spec, t.base
-    target, timer = spec.rate, _Timer(ctx, base, spec)
+    target, timer = spec.rate, _Timer(ctx, base, spec, s.source)
     start_ms = timer(s.source)
     unpruned_ms = timer.scale or start_ms
     t.metrics.update(latency_target_ms=target, latency_unpruned_ms=start_ms)
@@ -239,7 +243,8 @@ def _meet_latency(t, ctx, s: _Solver):
     allocation, result, ms = best
     timer.scale = None               # a fresh, unscaled timing of the model chosen
     t.metrics.update(latency_search_ms=ms, latency_reached_ms=timer(result.model), allocation_probes=probes,
-                     allocation_budget=s.cost.total(allocation.widths))
+                     allocation_budget=s.cost.total(allocation.widths),
+                     latency_scale="run" if timer.reference else "trial")
     return allocation, result
 
 

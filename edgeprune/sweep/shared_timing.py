@@ -44,3 +44,15 @@ class SharedTiming:
                 if row.get("latency_backend") == label and k in _FIRST:
                     row[_FIRST[k]] = v
         return row
+
+
+def unpruned_ms(ctx, base, backend) -> float | None:
+    """The run's timing of the unpruned model on `backend` (its baseline trial's), or None
+    before there is one. A latency target in ms is turned into a share of this one
+    figure by every trial of the run: each trial's own first timing of the unpruned
+    model varies with the load at that moment, and a trial timed under more load
+    would cut more for the same target."""
+    from ..measure.latency import architecture_signature
+    timing = ctx.timing.known(architecture_signature(base.model, base.input_size)).get(backend.spec.label) or {}
+    ms = timing.get("ms")
+    return float(ms) if ms else None

@@ -29,6 +29,7 @@ from ..config.variants import variant_name
 from .allocation import prepare, prune_allocated
 from .context import TrialContext
 from .recovery import recover
+from .shared_timing import unpruned_ms
 from .unpruned import UnprunedModel
 from .plan import REFINE, RUNG, TrialSpec
 from .trial_data import CALIBRATION_BATCHES
@@ -164,7 +165,9 @@ def _prune_to_latency(t: _Trial, ctx: TrialContext, source: nn.Module, calibrati
     backend = ctx.latency_backends[0]
 
     measured: dict[int, float] = {}
-    scale: list[float] = []      # ms per unit of `relative`: the source's median over its relative
+    # ms per unit of `relative`: the run's timing of the unpruned model, else the source's first
+    reference = unpruned_ms(ctx, base, backend) if source is base.model else None
+    scale: list[float] = [reference] if reference else []
 
     def latency(m: nn.Module) -> float:
         """The model's median latency; where the backend times it paired with the unpruned
@@ -198,6 +201,7 @@ def _prune_to_latency(t: _Trial, ctx: TrialContext, source: nn.Module, calibrati
     t.metrics["latency_search_ms"] = measured.get(id(result.model), float("nan"))
     scale.clear()                # a fresh, unscaled timing
     t.metrics["latency_reached_ms"] = latency(result.model)
+    t.metrics["latency_scale"] = "run" if reference else "trial"
     return result
 
 
