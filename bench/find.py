@@ -92,6 +92,8 @@ def grid(args, out: dict, save) -> Path:
     entry = out.setdefault("grid", {})
     start = time.perf_counter()
     run_sweep(load_config(candidates_config(args, run, args.steps_per_point)))
+    # wall time over every start (a resumed grid adds what this start took)
+    entry["seconds"] = entry.get("seconds", entry.get("seconds_this_start", 0.0)) + time.perf_counter() - start
     entry["seconds_this_start"] = time.perf_counter() - start
     entry["settings"] = {"rates": args.rates, "steps_per_point": args.steps_per_point}
     save()
@@ -164,7 +166,7 @@ def main() -> None:
     run = grid(args, out, save)
     budget = out["grid"]["budget_steps"] = summary(run, 0.0)["finetune_steps"]
     if args.part in ("latency", "all"):
-        out["grid"]["latency_goal"] = summary(run, out["grid"]["seconds_this_start"], max_latency_ms=goal_ms)
+        out["grid"]["latency_goal"] = summary(run, out["grid"]["seconds"], max_latency_ms=goal_ms)
         find_run(args, "find-latency", {"goals": {"max_latency_ms": goal_ms}, "budget": {"steps": budget}}, out, save)
         out["find-latency"]["answer"] = summary(RUNS / "find-latency", out["find-latency"]["seconds_this_start"],
                                                 max_latency_ms=goal_ms)
@@ -176,7 +178,7 @@ def main() -> None:
         base = df[(df["model"] == reference) & (df["algorithm"] == "none")]["accuracy"]
         floor = round(float(base.iloc[0]) - 0.01, 4)
         out["size_goal_min_accuracy"] = floor
-        out["grid"]["size_goal"] = summary(run, out["grid"]["seconds_this_start"], min_accuracy=floor,
+        out["grid"]["size_goal"] = summary(run, out["grid"]["seconds"], min_accuracy=floor,
                                            objective="size")
         find_run(args, "find-size", {"goals": {"min_accuracy": floor}, "objective": "size",
                                      "budget": {"steps": budget}, "rates": args.rates}, out, save)
