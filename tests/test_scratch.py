@@ -80,7 +80,7 @@ def test_a_long_lived_ray_worker_keeps_one_sweeps_files(tiny_cifar, tmp_path, mo
     from edgeprune import load_config
     from edgeprune.data import load_dataset
     from edgeprune.sweep import plan_trials
-    from edgeprune.sweep.executors import ray_executor as rx
+    from edgeprune.sweep.executors import ray_worker as rx
     from edgeprune.sweep.options import RunOptions
     from edgeprune.sweep.settings import TrialSettings
     monkeypatch.setattr(rx, "_CONTEXTS", {})
@@ -92,7 +92,7 @@ def test_a_long_lived_ray_worker_keeps_one_sweeps_files(tiny_cifar, tmp_path, mo
                                                                               "lr": 0.01 if name == "a" else 0.02}))
         shared = {"settings": TrialSettings.from_config(cfg), "options": RunOptions.from_config(cfg, cfg.out),
                   "threads": 1, "plugins": None}
-        ctx = rx._context(shared, packed)
+        ctx = rx.context(shared, packed)
         base = ctx.unpruned(plan_trials(cfg)[0])
         files = ctx.deploy_files("t", base.model, base, 0)
         files.reference.onnx()
