@@ -34,7 +34,7 @@ def _sweep(data, out, latency, share: float):
     latency, uniform and latency-allocated; the target in ms from the baseline trial."""
     base = dict(algorithms=["l1"], allocation=["uniform", "latency"], rates=[0.3],
                 finetune={"epochs": 1, "max_steps": 0, "batch_size": 32}, prune={"reconstruct": 0},
-                allocate={"widths": [0.25, 0.5, 0.75], "images": 32, "round_to": 1},
+                allocate={"widths": [0.25, 0.5], "images": 32, "round_to": 1},
                 measure={"latency": [latency], "latency_repeats": 30, "latency_warmup": 5, "eval_batch_size": 100,
                          "latency_min_seconds": 0}, threads=1)
     run_sweep(load_config(sweep_config(data, out, **base)))
