@@ -304,3 +304,19 @@ def test_latency_on_a_device_repeats_until_the_ci_as_here(onnx_model, agent, mon
     assert main(["latency", str(onnx_model), "--repeats", "3", "--ci", "0.0001", "--max-repeats", "9",
                  "--device", agent.url, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["repeats"] == 9
+
+
+def test_an_agent_start_removes_the_uploads_of_agents_killed_mid_request(tmp_path):
+    import subprocess
+    import sys
+    from edgeprune.agent.handler import UPLOAD_PREFIX, remove_stale_uploads
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = tmp_path / f"{UPLOAD_PREFIX}{gone.pid}-abc"
+    live = tmp_path / f"{UPLOAD_PREFIX}{os.getpid()}-def"
+    other = tmp_path / "edgeprune-agent-deadlines"          # not an upload folder
+    for d in (dead, live, other):
+        d.mkdir()
+        (d / "model.onnx").write_bytes(b"x")
+    assert remove_stale_uploads(str(tmp_path)) == [dead.name]
+    assert not dead.exists() and live.exists() and other.exists()

@@ -34,6 +34,33 @@ LIMITS = {"threads": (1, 256), "warmup": (0, 1000), "repeats": (1, 10000), "batc
 _SUFFIX = {"onnxruntime": ".onnx", "openvino": ".onnx", "litert": ".tflite"}
 
 
+
+UPLOAD_PREFIX = "edgeprune-agent-"    # + the agent's pid: its uploads' temporary folders
+
+
+def remove_stale_uploads(root: str | None = None) -> list[str]:
+    """Upload folders of agents that are gone (killed mid-request: a SIGKILL runs no
+    clean-up); returns the folders removed. An agent removes them when it starts."""
+    root = root or tempfile.gettempdir()
+    removed = []
+    for name in os.listdir(root):
+        pid = name[len(UPLOAD_PREFIX):].split("-", 1)[0]
+        if not name.startswith(UPLOAD_PREFIX) or not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+        removed.append(name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True          # another user's process: alive, not ours to judge
+    return True
+
 class HTTPError(Exception):
     def __init__(self, status: int, message: str, headers: Optional[dict] = None):
         super().__init__(message)
@@ -302,7 +329,7 @@ class AgentHandler(BaseHTTPRequestHandler):
 
     def _body(self, n: int, suffix: str = ".onnx") -> str:
         """The upload, written to a temporary file (memory stays bounded); its path."""
-        folder = tempfile.mkdtemp(prefix="edgeprune-agent-")
+        folder = tempfile.mkdtemp(prefix=f"{UPLOAD_PREFIX}{os.getpid()}-")     # the pid: a later start clears it
         path = os.path.join(folder, "model" + suffix)
         try:
             left = n

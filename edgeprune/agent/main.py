@@ -116,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
               "--port 8787` there (numpy and onnxruntime needed, not torch)")
         return 0
     limits = {dest: getattr(args, dest) for dest, *_ in LIMITS.values()}
+    from .handler import remove_stale_uploads
+    remove_stale_uploads()            # what agents killed mid-request left
     server = make_server(args.host, args.port, **limits, tls_cert=args.tls_cert, tls_key=args.tls_key,
                          quiet=args.quiet)
     if args.host not in ("127.0.0.1", "localhost", "::1") and server.tls is None:
