@@ -93,6 +93,9 @@ METRICS: dict[str, Metric] = {m.key: m for m in [
     Metric("channel_ratio", "channels −%", "fraction", "fraction of the targeted layers' output channels removed"),
     Metric("layer_rate", "layer rate", "float", "per-layer rate applied (searched for params/macs targets)"),
     Metric("input_size", "input px", "int", "side of the square input images"),
+    Metric("task_weights", "task weights", "flag", "the unpruned model's weights (published or a checkpoint) came "
+           "with a head for this task's classes: no layer started random, so its accuracy bounds what fine-tuning "
+           "a cut of it can reach"),
     Metric("prune_seconds", "prune s", "seconds", "wall time of the pruning step"),
     Metric("recalibrate_seconds", "recal s", "seconds", "wall time of the BatchNorm recalibration"),
     Metric("reconstruct_seconds", "rebuild s", "seconds", "wall time of rebuilding the pruned layers"),

@@ -78,6 +78,10 @@ def test_a_toy_search_finds_the_trained_model_and_records_its_rungs(tiny_cifar, 
     stopped = [c for c in record.candidates.values() if c.stopped]
     assert stopped and all(c.stopped_at is not None for c in stopped)
     assert (tmp_path / "run" / "search.db").exists()                 # Optuna's study, beside results.db
+    from edgeprune import load_results
+    df = load_results(tmp_path / "run")
+    unpruned = df[df["algorithm"] == "none"].set_index("model")["task_weights"]
+    assert bool(unpruned["trained"]) and not bool(unpruned["untrained"])   # only trained weights bound their cuts
     assert result.release is not None and (result.release.out_dir / "model.onnx").exists()
     text = result.format()
     assert "winner: trained" in text and "goal ≤" in text and "exported, verified" in text
@@ -184,3 +188,46 @@ def test_sweep_searches_a_config_with_a_search_section(tiny_cifar, tmp_path, tra
     assert main(["sweep", str(path), "--quiet"]) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     assert "winner: trained" in out and read(tmp_path / "run").winner is not None
+
+
+def test_a_cut_whose_model_cannot_beat_the_winner_is_not_fine_tuned(tiny_cifar, tmp_path, trained_checkpoint):
+    """A cut of a model trained for the task is bounded by that model's accuracy: it is
+    stopped at the screen when the bound cannot beat the leader by more than the margin,
+    or cannot reach the accuracy goal; random weights are never bounded."""
+    import pandas as pd
+    from edgeprune.search.candidates import baselines, pruned
+    from edgeprune.search.reach import ceilings, out_of_reach
+    from edgeprune.search.runner import Search
+    from edgeprune.sweep import SilentProgress
+    cfg = load_config(find_config(tiny_cifar, tmp_path / "run", trained_checkpoint,
+                                  goals={"max_macs": int(0.5 * TINY_MACS), "min_accuracy": 0.5}, margin=1.0))
+    s = Search(cfg, SilentProgress(), False)
+    base = baselines(cfg)
+    unpruned = {"macs_base": TINY_MACS, "params_base": 10_000}
+    cuts = pruned(cfg, {"trained": unpruned, "untrained": unpruned})
+    rows = {}
+    for c in base:           # the trained model's unpruned accuracy 0.80; random weights 0.10
+        trained = c.spec.model_label == "trained"
+        rows[c.key] = pd.Series({"model": c.spec.model_label, "algorithm": "none", "rate_label": "0%",
+                                 "accuracy": 0.80 if trained else 0.10, "task_weights": trained,
+                                 "macs": TINY_MACS})
+    for c in cuts:
+        rows[c.key] = pd.Series({"model": c.spec.model_label, "algorithm": c.spec.algorithm, "rate_label": "50%",
+                                 "accuracy": 0.6, "macs": TINY_MACS // 3})
+    bounds = ceilings(base, rows)
+    assert bounds == {("trained", "none"): 0.80}
+    trained_cuts = [c for c in cuts if c.spec.model_label == "trained"]
+    untrained_cuts = [c for c in cuts if c.spec.model_label == "untrained"]
+    leader = untrained_cuts[0].key                 # a feasible leader at 0.795: the trained cuts hope for 0.80
+    rows[leader] = rows[leader].copy()
+    rows[leader]["accuracy"] = 0.795
+    stopped = out_of_reach(s, cuts, rows, leader, bounds)
+    assert set(stopped) == {c.key for c in trained_cuts}
+    assert all("cannot beat untrained" in why and "80.00%" in why for why in stopped.values())
+    rows[leader]["accuracy"] = 0.70                # 10 points below the bound: worth fine-tuning
+    assert out_of_reach(s, cuts, rows, leader, bounds) == {}
+    high = load_config(find_config(tiny_cifar, tmp_path / "run2", trained_checkpoint,
+                                   goals={"max_macs": int(0.5 * TINY_MACS), "min_accuracy": 0.9}))
+    unreachable = out_of_reach(Search(high, SilentProgress(), False), cuts, rows, None, bounds)
+    assert set(unreachable) == {c.key for c in trained_cuts}
+    assert all(why.startswith("cannot reach min_accuracy") for why in unreachable.values())

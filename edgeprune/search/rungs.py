@@ -10,6 +10,7 @@ import pandas as pd
 
 from .. import search_record as rec
 from .candidates import Candidate, rung_spec
+from .reach import ceilings, out_of_reach
 from .runner import Search
 from .schedule import RungPlan, Study, plan_rungs
 
@@ -73,9 +74,19 @@ def run_rungs(s: Search, record: rec.SearchRecord, plan: RungPlan, base: list[Ca
     for c in trainable:
         record.candidates[c.key].scores = [scores[c.key]]
     record.ended = rec.NONE_LEFT
+    bounds = ceilings(base, rows)
+    hopeless = out_of_reach(s, trainable, rows, winner(s, rows), bounds)
+    for key, why in hopeless.items():
+        record.stop(key, f"screen: {why}", 0)
+    if hopeless:
+        s.progress.note(f"search: {len(hopeless)} cut(s) not fine-tuned: their unpruned models cannot beat "
+                        f"what the screen found")
+    trainable = [c for c in trainable if c.key not in hopeless]
     if not trainable:
+        record.ended = rec.CONVERGED if hopeless and winner(s, rows) is not None else rec.NONE_LEFT
         record.winner = _winner_trial(s, rows, latest)
         return
+    scores = {c.key: scores[c.key] for c in trainable}
     # the rungs for the candidates the screen left (the plan before it counted every cut)
     lineages = len({c.trained_key for c in trainable})
     plan = plan_rungs(lineages, s.search.reduction, s.search.min_steps, s.search.budget.steps)
@@ -128,6 +139,10 @@ def run_rungs(s: Search, record: rec.SearchRecord, plan: RungPlan, base: list[Ca
             ran[key] = new
         leader = winner(s, rows)
         alive = study.promote(rung, ran)
+        for key, why in out_of_reach(s, [s.by_key[k] for k in alive], rows, leader, bounds).items():
+            record.stop(key, f"rung {rung}: {why}", rung)
+            study.stop(key, "out of reach")
+            alive.remove(key)
         record.rungs.append(rec.RungRecord(rung, steps, list(ran), list(alive)))
         for key in ran:
             if key not in alive:

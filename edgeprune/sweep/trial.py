@@ -95,12 +95,19 @@ def run_trial(spec: TrialSpec, ctx: TrialContext, variants: Sequence[TrialSpec] 
     return outcome
 
 
+def task_weights(model) -> bool:
+    """Trained weights with the task's own head (not random, head not replaced)."""
+    meta = getattr(model, "edgeprune_meta", {})
+    return meta.get("weights", "random") != "random" and not meta.get("head_replaced", True)
+
+
 def _start(spec: TrialSpec, ctx: TrialContext) -> _Trial:
     base = ctx.unpruned(spec)
     return _Trial(spec, base, metrics={
         "input_size": base.input_size, "base_accuracy": base.accuracy,
         "normalization": {"mean": list(base.mean), "std": list(base.std)},
-        "params_base": base.params, "macs_base": base.macs, "adapted": base.adapted})
+        "params_base": base.params, "macs_base": base.macs, "adapted": base.adapted,
+        "task_weights": task_weights(base.model)})
 
 
 def _continue(t: _Trial, ctx: TrialContext, parent: Optional[Parent]) -> None:
