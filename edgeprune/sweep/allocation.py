@@ -145,7 +145,7 @@ class _Solver:
         return prune_to_widths(self.source, self.spec.algorithm, self.p.structure, widths, self.req)
 
     def unreachable(self, what: str) -> EdgepruneError:
-        fix = "lower the target, or let groups go narrower (allocate.widths"
+        fix = "ask for a smaller cut (a lower rate, or a larger budget), or let groups go narrower (allocate.widths"
         if self.p.multiple > 1:     # a group narrower than the multiple cannot be cut at all
             fix += f"; widths are kept at multiples of {self.p.multiple}: allocate.round_to: 1 lifts that"
         return EdgepruneError(f"{self.spec.rate_label} cannot be met by {self.spec.allocation} allocation: {what}; "
