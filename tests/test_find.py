@@ -231,3 +231,24 @@ def test_a_cut_whose_model_cannot_beat_the_winner_is_not_fine_tuned(tiny_cifar, 
     unreachable = out_of_reach(Search(high, SilentProgress(), False), cuts, rows, None, bounds)
     assert set(unreachable) == {c.key for c in trained_cuts}
     assert all(why.startswith("cannot reach min_accuracy") for why in unreachable.values())
+
+
+def test_equally_accurate_winners_go_to_the_faster_then_the_smaller(tiny_cifar, tmp_path, trained_checkpoint):
+    import pandas as pd
+    from edgeprune.search.rungs import winner
+    from edgeprune.search.runner import Search
+    from edgeprune.sweep import SilentProgress
+    cfg = load_config(find_config(tiny_cifar, tmp_path / "run", trained_checkpoint,
+                                  goals={"min_accuracy": 0.5}))
+    s = Search(cfg, SilentProgress(), False)
+
+    def row(acc, ms, size):
+        return pd.Series({"accuracy": acc, "latency_ms": ms, "size_bytes": size})
+    rows = {"big": row(0.9335, 1.14, 1_018_300), "fast": row(0.9335, 1.06, 792_058), "worse": row(0.93, 0.5, 1)}
+    assert winner(s, rows) == "fast"
+    rows["fast"] = row(0.9335, 1.14, 792_058)           # as fast: the smaller file
+    assert winner(s, rows) == "fast"
+    rows["fast"] = row(0.9335, float("nan"), 792_058)   # unmeasured latency loses the tie
+    assert winner(s, rows) == "big"
+    rows["best"] = row(0.94, 9.0, 9_000_000)            # accuracy first
+    assert winner(s, rows) == "best"

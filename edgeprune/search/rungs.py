@@ -43,12 +43,20 @@ def afford(s: Search, keys: list[str], steps: int, scores: dict, record: rec.Sea
 
 
 def winner(s: Search, rows: dict[str, pd.Series]) -> Optional[str]:
-    """The candidate that meets every goal and is best by the objective (then accuracy)."""
+    """The candidate that meets every goal and is best by the objective; among equals the
+    more accurate, then the faster, then the smaller file (an unmeasured cost loses a tie)."""
     fits = [(k, r) for k, r in rows.items() if r is not None and s.goals.meets(r)]
     if not fits:
         return None
+    order = list(rows)
+
+    def cheaper(r: pd.Series, metric: str) -> float:
+        v = r.get(metric)
+        return -math.inf if v is None or pd.isna(v) else -float(v)
+
     return max(fits, key=lambda kr: (s.goals.objective(kr[1]), float(kr[1]["accuracy"]),
-                                     -list(rows).index(kr[0])))[0]
+                                     cheaper(kr[1], "latency_ms"), cheaper(kr[1], "size_bytes"),
+                                     -order.index(kr[0])))[0]
 
 
 def converged(s: Search, leader: Optional[str], rows: dict, alive: list[str], gains: dict) -> bool:
