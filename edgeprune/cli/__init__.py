@@ -18,6 +18,7 @@ import sys
 from typing import Optional, Sequence
 
 from ..errors import EdgepruneError, RunError
+from ..interrupts import recorded
 from . import agent, catalog, deploy, find, latency, litert, recommend, results, sweep
 from .args import Parser, plugin_option
 
@@ -40,7 +41,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.plugin:
             from ..registry import load_plugins
             load_plugins(args.plugin)
-        return args.fn(args)
+        with recorded():
+            return args.fn(args)
     except RunError as e:
         print(f"edgeprune: error: {e}", file=sys.stderr)
         return 1

@@ -23,7 +23,7 @@ from typing import Iterator, Optional
 
 import torch
 
-from ... import scratch
+from ... import interrupts, scratch
 from ...diskspace import DiskFull, stops_on_full_disk
 from ...errors import EdgepruneError, describe_error, first_line
 from ...prune.saved import loads
@@ -206,6 +206,7 @@ class RayExecutor:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
                 attempts, steps, folders = _poll(tracker)
+                interrupts.check()           # a Ctrl-C that Ray turned into one of its errors
                 self.scratch |= folders
                 for trial_id, n in attempts.items():
                     for _ in range(n - seen.get(trial_id, 0)):
@@ -219,6 +220,7 @@ class RayExecutor:
                         seen[task.trial_ids[0]] = 1
                         yield Started(task)
                     event = self._outcome(task, ref, rc.max_retries)
+                    interrupts.check()       # not a failure: the user stopped it
                     yield event
                     yield from lineage.record(event)
                     yield from submit_ready()
