@@ -83,7 +83,8 @@ def run_rungs(s: Search, record: rec.SearchRecord, plan: RungPlan, base: list[Ca
         record.candidates[c.key].scores = [scores[c.key]]
     record.ended = rec.NONE_LEFT
     bounds = ceilings(base, rows)
-    hopeless = out_of_reach(s, trainable, rows, winner(s, rows), bounds)
+    leader = winner(s, rows)
+    hopeless = out_of_reach(s, trainable, rows, leader, bounds)
     for key, why in hopeless.items():
         record.stop(key, f"screen: {why}", 0)
     if hopeless:
@@ -91,8 +92,8 @@ def run_rungs(s: Search, record: rec.SearchRecord, plan: RungPlan, base: list[Ca
                         f"what the screen found")
     trainable = [c for c in trainable if c.key not in hopeless]
     if not trainable:
-        record.ended = rec.CONVERGED if hopeless and winner(s, rows) is not None else rec.NONE_LEFT
-        record.winner = _winner_trial(s, rows, latest)
+        record.ended = rec.CONVERGED if hopeless and leader is not None else rec.NONE_LEFT
+        record.winner = None if leader is None else latest[leader].trial_id
         return
     scores = {c.key: scores[c.key] for c in trainable}
     # the rungs for the candidates the screen left (the plan before it counted every cut)
