@@ -187,11 +187,15 @@ def test_a_latency_target_is_met_on_a_loopback_agent(tiny_cifar, tmp_path, monke
         assert row["status"] == "done", row["error"]
         assert row["rate_label"] == f"latency_ms={target:g}" and row["latency_backend"] == "device"
         # the search met the target within 5 % as it measured it (a little more: bisection may stop at the
-        # closest rate); a fresh timing on 2 shared cores moves with their load, but stays well below unpruned
-        # (CI once saw 8.2 % off: bisection on noisy timings of a device without a reference)
+        # closest rate; CI once saw 8.2 % off: bisection on noisy timings of a device without a reference).
+        # The fresh timing after the search is recorded, not asserted: on 2 shared cores it moves with their
+        # load (CI once timed the searched model at 0.78 ms after the search had measured it at 0.56 ms); the
+        # network itself must be the smaller one the search chose.
         assert abs(row["latency_search_ms"] - target) <= 0.1 * target
-        assert row["latency_reached_ms"] < unpruned - 0.3 * (unpruned - target)
+        assert row["latency_reached_ms"] > 0
         assert 0 < row["layer_rate"] < 0.95
+        base_macs = load_results(tmp_path / "probe").set_index("algorithm").loc["none", "macs"]
+        assert row["macs"] < base_macs
         print(f"unpruned {unpruned:.3f} ms, target {target:g} ms, searched {row['latency_search_ms']:.3f} ms, "
               f"reached {row['latency_reached_ms']:.3f} ms at layer rate {row['layer_rate']:.3f}")
     finally:
