@@ -2,7 +2,7 @@
 
     python bench/backends.py --data-dir ../shared/datasets --models-dir ../shared/models/cifar10
         [--steps 100] [--size 224] [--part cifar|torchvision|both|int8] [--out bench/results/backends.json]
-        [--int8-models resnet20 resnet56] [--max-drop 0.3] [--qat-steps 100]
+        [--int8-models resnet20 resnet56] [--max-drop 0.3] [--qat-steps 100] [--held-out-from both]
 
 Part 1 (cifar): the pretrained ResNet-20 on the real CIFAR-10, unpruned and l1-pruned at
 rates 0.3 and 0.5 (with round_to none and 8), each fine-tuned --steps steps, fp32 and
@@ -15,8 +15,9 @@ px), unpruned and l1-pruned at 0.5: per backend the latency, and the speed-up (f
 interleaved ratio, so machine drift cancels) beside the MAC reduction.
 
 Part 3 (int8): pretrained CIFAR ResNets (--int8-models) unpruned and l1-pruned at 0.3
-and 0.5, each as fp32, plain int8, accuracy-controlled int8 ({int8: {max_drop}}) and QAT
-(--qat-steps), in every installed runtime: accuracy in the runtime, latency relative to
+and 0.5, each as fp32, plain int8, accuracy-controlled int8 ({int8: {max_drop}}, its drop
+measured on training images, test images left out of the measured ones, or both: --held-out-from)
+and QAT (--qat-steps), in every installed runtime: accuracy in the runtime, latency relative to
 the unpruned fp32 model (timed alternately with it), file size, the float layers, and
 the CPU's int8 instructions.
 
@@ -114,7 +115,8 @@ def _num(v):
 
 INT8_KEYS = ("ms", "ci_rel", "relative", "accuracy", "file_bytes", "top1_agreement", "vs_fp32", "float_layers",
              "float_layer_count", "int8_compute")
-ROW_KEYS = ("accuracy", "accuracy_fp32", "size_bytes", "int8_vs_fp32", "int8_slower", "int8_slower_on",
+ROW_KEYS = ("quantize", "held_out_from", "held_out_images", "accuracy", "accuracy_fp32", "size_bytes",
+            "int8_vs_fp32", "int8_slower", "int8_slower_on",
             "float_layers", "float_layer_count", "float_layers_cost", "accuracy_held_out_fp32",
             "accuracy_held_out_int8_plain", "accuracy_held_out", "held_out_drop", "int8_prepared",
             "equalized_pairs", "bias_corrected_layers", "quantizations", "qat_steps", "qat_seconds",
@@ -126,7 +128,11 @@ def int8_part(args, backends: list, model: str) -> dict:
     0, 0.3, 0.5 in every installed runtime: accuracy in the runtime, latency relative to
     the unpruned fp32 model (each timed alternately with it), file size."""
     from edgeprune.measure.cpu_features import cpu_int8
-    quantize = ["none", "int8", {"int8": {"max_drop": args.max_drop}}]
+    quantize = ["none", "int8"]
+    if args.held_out_from in ("train", "both"):
+        quantize.append({"int8": {"max_drop": args.max_drop}})
+    if args.held_out_from in ("test", "both"):
+        quantize.append({"int8": {"max_drop": args.max_drop, "held_out_from": "test"}})
     if args.qat_steps:
         quantize.append({"qat": {"steps": args.qat_steps}})
     keep = Path(args.runs_dir) / model if args.runs_dir else None
@@ -155,6 +161,7 @@ def int8_part(args, backends: list, model: str) -> dict:
             rows.append(row)
             print(_int8_line(row), flush=True)
     return {"model": model, "steps": args.steps, "qat_steps": args.qat_steps, "max_drop": args.max_drop,
+            "held_out_from": args.held_out_from,
             "test_fraction": args.test_fraction, "cpu_int8": cpu_int8(), "wall_seconds": time.perf_counter() - started,
             "rows": rows}
 
@@ -166,7 +173,7 @@ def _value(v):
 
 
 def _int8_line(row: dict) -> str:
-    parts = [f"{row['model']:30s} r={row['rate']:.1f} {row['status']}"]
+    parts = [f"{row['model']:10s} {row.get('quantize') or '':42s} r={row['rate']:.1f} {row['status']}"]
     if row["status"] != "done":
         return parts[0] + f" {row['error']}"
     for b, g in row["backends"].items():
@@ -253,6 +260,8 @@ def main() -> None:
     ap.add_argument("--int8-models", nargs="+", default=["resnet20"], help="int8 part: CIFAR ResNets to run")
     ap.add_argument("--max-drop", type=float, default=0.3, help="int8 part: accuracy control's tolerance (points)")
     ap.add_argument("--qat-steps", type=int, default=100, help="int8 part: QAT steps (0: no QAT rows)")
+    ap.add_argument("--held-out-from", choices=["train", "test", "both"], default="both",
+                    help="int8 part: where accuracy control measures its drop (both: one controlled row each)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (fine-tuning; latency is 1 thread)")
     ap.add_argument("--backends", nargs="+", help="only these of the installed backends (untuned TVM takes "
                                                   "seconds a call on the large models at 224 px)")

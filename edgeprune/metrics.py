@@ -66,8 +66,11 @@ METRICS: dict[str, Metric] = {m.key: m for m in [
            "unpruned model's, each call paired with one of it (ABBA), as the ratio of their 10th-percentile "
            "times (machine load cancels; measure.latency_reference)", "lower"),
     Metric("held_out_drop", "held-out Δ pt", "points", "int8 with max_drop: the int8 file's accuracy drop "
-           "against its fp32 twin on held-out training images (neither calibration images nor the test set), "
-           "after accuracy control", "lower"),
+           "against its fp32 twin on held-out images (neither calibration images nor the test set; "
+           "held_out_from says which), after accuracy control", "lower"),
+    Metric("held_out_from", "held-out from", "text", "int8 with max_drop: where the held-out images came from "
+           "(train: training images after the calibration images; test: the test images dataset.test_fraction "
+           "leaves out)"),
     Metric("float_layer_count", "float layers", "int", "int8 with max_drop: layers kept in float so that the "
            "drop holds (their names: float_layers)"),
     Metric("float_layers_cost", "float cost ×", "ratio", "int8 with max_drop: latency of the mixed-precision file "

@@ -109,7 +109,7 @@ def _files(net, tmp_path, max_drop):
     cal = _images(128, 4)[0]
     files = TrialArtifacts(net, SIDE, DeployConfig(calibration_images=128, reduce_range=False), "m",
                            check_images=lambda s: x[:16], calibration=lambda s: [cal],
-                           test_batches=[(x, y)], held_out=lambda s, n: [(x[:n], y[:n])])
+                           test_batches=[(x, y)], held_out=lambda s, n, source: [(x[:n], y[:n])])
     files.int8_options = {"max_drop": max_drop, "held_out": 400}
     return files
 
@@ -146,23 +146,50 @@ def test_the_tolerance_is_checked_and_named_in_trial_ids(tiny_cifar):
     assert load_config(sweep_config(tiny_cifar, "x", quantize=["int8(max_drop=0.3)"])).quantize == ["int8(max_drop=0.3)"]
 
 
+def test_the_drop_can_be_measured_on_test_images_that_no_accuracy_includes(tiny_cifar):
+    from edgeprune.data import load_dataset
+    entry = {"int8": {"max_drop": 0.3, "held_out_from": "test"}}
+    with pytest.raises(ConfigError) as e:                     # test_fraction 1 leaves none out
+        load_config(sweep_config(tiny_cifar, "x", quantize=[entry]))
+    assert "\n" not in str(e.value) and "dataset.test_fraction below 1" in str(e.value)
+    with pytest.raises(ConfigError, match="held_out_from"):
+        load_config(sweep_config(tiny_cifar, "x", quantize=[{"int8": {"max_drop": 0.3, "held_out_from": "val"}}]))
+    cfg = load_config(sweep_config(tiny_cifar, "x", quantize=["none", entry], dataset={
+        "name": "cifar10", "root": str(tiny_cifar), "test_fraction": 0.6}))
+    assert cfg.quantize == ["none", 'int8(held_out_from="test", max_drop=0.3)']
+    data = load_dataset(cfg.dataset, cfg.seed)
+    # the test images split in two: 60 measured, 40 for accuracy control, none in both
+    assert (len(data.test), len(data.test_rest)) == (60, 40)
+    whole = load_dataset(cfg.dataset.model_copy(update={"test_fraction": 1.0}), cfg.seed).test.images
+    seen = {bytes(x.numpy()) for x in data.test.images}
+    rest = {bytes(x.numpy()) for x in data.test_rest.images}
+    assert not seen & rest and seen | rest == {bytes(x.numpy()) for x in whole}
+    assert load_dataset(cfg.dataset.model_copy(update={"test_fraction": 1.0}), cfg.seed).test_rest is None
+
+
 def test_a_sweep_keeps_the_hostile_layer_in_float_and_says_what_it_costs(tiny_cifar, tmp_path):
     out = tmp_path / "run"
     cfg = sweep_config(tiny_cifar, out, models=[{"name": "tiny_models:int8_hostile_cnn", "pretrained": False}],
-                       baseline=False, quantize=["none", "int8", {"int8": {"max_drop": 0}}],
+                       baseline=False, quantize=["none", "int8", {"int8": {"max_drop": 0}},
+                                                 {"int8": {"max_drop": 0, "held_out_from": "test"}}],
                        # the constructed classifier (1e4 weights on a dead channel) is kept as built: no
                        # least-squares rebuild (with it, the 30 steps at lr 0.05 did not train the toy)
                        prune={"reconstruct": 0},
                        finetune={"epochs": 2, "max_steps": 30, "batch_size": 32, "lr": 0.05},
                        deploy={"calibration_images": 64})
     cfg["measure"]["latency"] = ["onnxruntime"]
+    cfg["dataset"]["test_fraction"] = 0.6
     run_sweep(load_config(cfg))
     with ResultStore(out, create=False) as store:
-        fp32, plain, controlled = (t.metrics for t in store.trials())
+        fp32, plain, controlled, on_test = (t.metrics for t in store.trials())
     assert controlled["quantize"] == "int8(max_drop=0.0)" and controlled["fp32_trial_id"] == plain["fp32_trial_id"]
     assert plain["accuracy"] < fp32["accuracy"] - 0.1                # plain int8 breaks it (test set) ...
     assert controlled["accuracy"] >= fp32["accuracy"] - 0.02         # ... accuracy control does not
     assert controlled["held_out_images"] == 136                      # 200 training images - 64 calibration
+    assert controlled["held_out_from"] == "train"
+    # the same control on the 40 test images that test_fraction 0.6 leaves out
+    assert on_test["held_out_from"] == "test" and on_test["held_out_images"] == 40
+    assert on_test["float_layers"].endswith("Gemm") and on_test["accuracy"] >= fp32["accuracy"] - 0.02
     assert controlled["float_layers"].endswith("Gemm") and controlled["float_layer_count"] == 1
     assert controlled["int8_within_tolerance"] and controlled["held_out_drop"] <= 0
     assert controlled["accuracy_held_out_int8_plain"] < controlled["accuracy_held_out"]

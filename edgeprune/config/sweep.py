@@ -9,7 +9,7 @@ from pydantic import Field, field_validator, model_validator
 from ..errors import EdgepruneError
 from ..registry import ALGORITHMS, ALLOCATORS, EXECUTORS, MODELS, VARIANTS, load_plugins
 from .search import SearchConfig
-from .variants import canonical_entry, variant_name
+from .variants import canonical_entry, variant_name, variant_options
 from .sections import (AllocateConfig, DatasetConfig, DeployConfig, FinetuneConfig, MeasureConfig, ModelSpec, PruneConfig,
                        PruneTarget, RateRange, RayConfig, Registered, Strict, TargetLayers, parse_target, registered)
 
@@ -144,6 +144,7 @@ class SweepConfig(Strict):
                 raise ValueError(f"algorithms: {ALGORITHMS.unknown_message(a)}")
         _no_duplicates("algorithms", self.algorithms)
         _check_allocation(self)
+        _check_held_out(self)
         if not self.rates:
             raise ValueError("rates: name at least one rate")
         _no_duplicates("rates", [r.label for r in self.rates])
@@ -174,6 +175,16 @@ def _check_search(cfg: SweepConfig) -> None:
     if goals.latency_on is not None and goals.latency_on not in labels:
         raise ValueError(f"search.goals.latency_on: {goals.latency_on!r} is not in measure.latency "
                          f"({', '.join(labels)}); name one of those, or add it there")
+
+
+def _check_held_out(cfg: SweepConfig) -> None:
+    """int8 that measures its drop on the test images test_fraction leaves out needs some left out."""
+    for entry in cfg.quantize:
+        options = variant_options(entry) if variant_name(entry) == "int8" else None
+        if getattr(options, "held_out_from", "train") == "test" and cfg.dataset.test_fraction >= 1:
+            raise ValueError(f"quantize: {entry} measures its drop on the test images that dataset.test_fraction "
+                             "leaves out, and it leaves out none: set dataset.test_fraction below 1 (0.2 leaves "
+                             "8,000 of CIFAR-10's 10,000 test images to it), or use held_out_from: train")
 
 
 def _check_allocation(cfg: SweepConfig) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import Field, ValidationError, field_validator
 
@@ -22,9 +22,13 @@ class Int8Options(Strict):
     """int8 post-training quantization with accuracy control."""
     max_drop: Optional[float] = Field(
         None, description="the most accuracy, in points, the int8 file may lose against its fp32 twin "
-        "on held-out training images: layers that lose the most stay in float until it holds")
-    held_out: int = Field(1000, gt=0, le=1_000_000, description="training images (not the calibration images, "
-                          "not the test set) the drop is measured on")
+        "on held-out images (held_out_from): layers that lose the most stay in float until it holds")
+    held_out: int = Field(1000, gt=0, le=1_000_000, description="how many held-out images the drop is measured on")
+    held_out_from: Literal["train", "test"] = Field(
+        "train", description="where they come from. train: training images after the calibration images (a "
+        "model that was trained on them scores higher there than on new images, so the drop can read smaller "
+        "than it is). test: the test split's images that dataset.test_fraction leaves out: never trained on, "
+        "in no reported accuracy; needs test_fraction below 1")
 
     @field_validator("max_drop")
     @classmethod

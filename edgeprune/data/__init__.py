@@ -71,7 +71,8 @@ def load_dataset(cfg, seed: int = 0) -> DataSplits:
     if not isinstance(splits, DataSplits):
         raise EdgepruneError(f"dataset {cfg.name!r}: its loader returned {type(splits).__name__}, not DataSplits")
     return DataSplits(splits.name, splits.train.subset(cfg.train_fraction, seed),
-                      splits.test.subset(cfg.test_fraction, seed + 1))
+                      splits.test.subset(cfg.test_fraction, seed + 1),
+                      test_rest=splits.test.rest(cfg.test_fraction, seed + 1))
 
 
 def resolve_normalization(setting, model_meta: dict, data: ImageDataset) -> tuple[tuple, tuple]:

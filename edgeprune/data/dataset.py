@@ -44,9 +44,25 @@ class ImageDataset:
         """A seeded random `fraction` of the samples (the same for every trial)."""
         if fraction >= 1.0:
             return self
-        n = max(1, int(round(len(self) * fraction)))
-        idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+        return self._take(fraction_indices(len(self), fraction, seed)[0])
+
+    def rest(self, fraction: float, seed: int = 0) -> Optional["ImageDataset"]:
+        """The samples `subset(fraction, seed)` leaves out (None when it keeps them all)."""
+        if fraction >= 1.0:
+            return None
+        rest = fraction_indices(len(self), fraction, seed)[1]
+        return self._take(rest) if len(rest) else None
+
+    def _take(self, idx: torch.Tensor) -> "ImageDataset":
         return ImageDataset(self.images[idx], self.labels[idx], self.classes, self.mean, self.std)
+
+
+def fraction_indices(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded draw of round(n * fraction) indices (at least one) out of n, and the others,
+    each sorted."""
+    k = max(1, int(round(n * fraction)))
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return order[:k].sort().values, order[k:].sort().values
 
 
 @dataclass
@@ -55,6 +71,9 @@ class DataSplits:
     train: ImageDataset
     test: ImageDataset
     unlabeled: Optional[ImageDataset] = None    # a user's own images for rebuilding pruned layers, if given
+    # the test split's images that dataset.test_fraction leaves out: labelled, never trained on and
+    # in no reported accuracy (int8 accuracy control can measure its drop there: held_out_from=test)
+    test_rest: Optional[ImageDataset] = None
 
     @property
     def num_classes(self) -> int:
@@ -62,7 +81,8 @@ class DataSplits:
 
     def to(self, device) -> "DataSplits":
         return DataSplits(self.name, self.train.to(device), self.test.to(device),
-                          self.unlabeled.to(device) if self.unlabeled is not None else None)
+                          self.unlabeled.to(device) if self.unlabeled is not None else None,
+                          self.test_rest.to(device) if self.test_rest is not None else None)
 
 
 def channel_stats(images: torch.Tensor, max_images: int = 10_000) -> tuple[tuple, tuple]:

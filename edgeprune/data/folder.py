@@ -8,6 +8,8 @@ from pathlib import Path
 import torch
 from torchvision import datasets
 
+from .dataset import fraction_indices
+
 
 @dataclass
 class FolderDataset:
@@ -43,10 +45,17 @@ class FolderDataset:
     def subset(self, fraction: float, seed: int = 0) -> "FolderDataset":
         if fraction >= 1.0:
             return self
-        n = len(self)
-        k = max(1, int(round(n * fraction)))
-        idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:k].sort().values.tolist()
-        return FolderDataset(self.root, self.classes, self.mean, self.std, self.size, idx)
+        return self._take(fraction_indices(len(self), fraction, seed)[0])
+
+    def rest(self, fraction: float, seed: int = 0) -> "FolderDataset | None":
+        """The files `subset(fraction, seed)` leaves out (None when it keeps them all)."""
+        if fraction >= 1.0:
+            return None
+        rest = fraction_indices(len(self), fraction, seed)[1]
+        return self._take(rest) if len(rest) else None
+
+    def _take(self, idx: torch.Tensor) -> "FolderDataset":
+        return FolderDataset(self.root, self.classes, self.mean, self.std, self.size, idx.tolist())
 
 
 class _NoTensor:

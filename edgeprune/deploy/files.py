@@ -26,16 +26,18 @@ class TrialArtifacts:
     """STEM.onnx (fp32) and STEM.int8.onnx, with -SIZEpx before the suffix for other
     sizes than the trial's. `files()` lists what was made (to keep them). With
     `int8_options` {"max_drop": points}, int8 is made with accuracy control
-    (deploy.accuracy_control), measured on `held_out(size, n)` training images."""
+    (deploy.accuracy_control), measured on `held_out(size, n, source)` labelled images
+    (source: int8_options' held_out_from, "train" or "test")."""
 
     def __init__(self, model: nn.Module, input_size: int, deploy, stem: str, *,
                  check_images: Callable[[int], torch.Tensor],
                  calibration: Callable[[int], Iterable], test_batches: Optional[Iterable] = None,
-                 held_out: Optional[Callable[[int, int], list]] = None):
+                 held_out: Optional[Callable[[int, int, str], list]] = None):
         self.model, self.input_size, self.deploy, self.stem = model, input_size, deploy, stem
         self._check_images, self._calibration, self._held_out = check_images, calibration, held_out
         # how int8 is made: None, plain post-training quantization; {"max_drop": points,
-        # "held_out": images}: with accuracy control (a variant sets it before any int8 file is made)
+        # "held_out": images, "held_out_from": "train" | "test"}: with accuracy control (a variant sets
+        # it before any int8 file is made)
         self.int8_options: Optional[dict] = None
         self.controlled: dict[int, ControlledReport] = {}
         self.int8_fixed = False       # the int8 file is given (use_int8), not quantized from the fp32 one
@@ -117,12 +119,16 @@ class TrialArtifacts:
         return (self.int8_options or {}).get("max_drop")
 
     def held_out_batches(self, size: Optional[int] = None) -> list:
-        """(images, labels) of the training images accuracy control measures on (int8_options'
-        held_out of them; neither the calibration images nor the test set)."""
+        """(images, labels) of the images accuracy control measures on (int8_options' held_out
+        of them, from held_out_from; neither the calibration images nor the test set)."""
         if self._held_out is None:
-            raise QuantizeError("int8 with max_drop needs held-out training images; this model's files have none")
-        n = int((self.int8_options or {}).get("held_out") or 1000)
-        batches = self._held_out(size or self.input_size, n)
+            raise QuantizeError("int8 with max_drop needs held-out images; this model's files have none")
+        options = self.int8_options or {}
+        n, source = int(options.get("held_out") or 1000), options.get("held_out_from", "train")
+        batches = self._held_out(size or self.input_size, n, source)
+        if not batches and source == "test":
+            raise QuantizeError("int8 with max_drop and held_out_from: test: dataset.test_fraction leaves no test "
+                                "images out to measure the drop on; set it below 1")
         if not batches:
             raise QuantizeError("int8 with max_drop: no training images are left after the calibration images "
                                 "to measure the drop on; lower deploy.calibration_images")

@@ -58,8 +58,8 @@ class TrialContext:
         def calibration(size: int):
             return loaders.calibration(base, seed, size)
 
-        def held_out(size: int, n: int):
-            return loaders.held_out(base, seed, size, s.deploy.calibration_images, n)
+        def held_out(size: int, n: int, source: str = "train"):
+            return loaders.held_out(base, seed, size, s.deploy.calibration_images, n, source)
 
         files = TrialArtifacts(model, base.input_size, s.deploy, stem, check_images=lambda size: resized(check, size),
                                calibration=calibration,

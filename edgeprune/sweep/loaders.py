@@ -39,22 +39,19 @@ class Loaders:
         return make_loader(self.host.train, 64, base.mean, base.std, shuffle=True, augment=False, image_size=size,
                            seed=seed)
 
-    def held_out(self, base, seed: int, size: int, skip: int, n: int) -> list:
-        """`n` training images with their labels, unaugmented, at `size`: those after the
-        first `skip` of the calibration order (the calibration images), so that what int8
-        accuracy control measures its drop on neither calibrates nor is the test set."""
-        out, seen, got = [], 0, 0
-        for x, y in self.calibration(base, seed, size):
-            start = max(0, skip - seen)
-            seen += len(x)
-            if start >= len(x):
-                continue
-            take = min(len(x) - start, n - got)
-            out.append((x[start:start + take], y[start:start + take]))
-            got += take
-            if got >= n:
-                break
-        return out
+    def held_out(self, base, seed: int, size: int, skip: int, n: int, source: str = "train") -> list:
+        """`n` labelled images, unaugmented, at `size`, that int8 accuracy control measures
+        its drop on: neither calibration images nor the test set. From "train": the training
+        images after the first `skip` of the calibration order (the calibration images);
+        from "test": the test split's images that dataset.test_fraction leaves out."""
+        if source == "test":
+            rest = self.host.test_rest
+            if rest is None:
+                return []
+            loader = make_loader(rest, 64, base.mean, base.std, shuffle=True, augment=False, image_size=size,
+                                 seed=seed)
+            return _first(loader, 0, n)
+        return _first(self.calibration(base, seed, size), skip, n)
 
     def reconstruction_images(self, base, seed: int, count: int) -> torch.Tensor:
         """`count` unlabeled images, normalised and sized for the model, on the device:
@@ -76,3 +73,19 @@ class Loaders:
         """Test images on the CPU (accuracy in a runtime)."""
         return make_loader(self.host.test, self.settings.measure.eval_batch_size, base.mean, base.std,
                            image_size=base.input_size)
+
+
+def _first(loader, skip: int, n: int) -> list:
+    """(images, labels) batches of the `n` samples after the first `skip` of `loader`."""
+    out, seen, got = [], 0, 0
+    for x, y in loader:
+        start = max(0, skip - seen)
+        seen += len(x)
+        if start >= len(x):
+            continue
+        take = min(len(x) - start, n - got)
+        out.append((x[start:start + take], y[start:start + take]))
+        got += take
+        if got >= n:
+            break
+    return out

@@ -32,7 +32,8 @@ def int8(model, trained: dict, ctx, base, spec) -> dict:
     int8 file, latency on every backend that runs ONNX. With max_drop, accuracy
     control (deploy.accuracy_control; NNCF's own in OpenVINO)."""
     options = variant_options(spec.quantize)
-    return quantized_row(model, trained, ctx, base, spec, max_drop=options.max_drop, held_out=options.held_out)
+    return quantized_row(model, trained, ctx, base, spec, max_drop=options.max_drop, held_out=options.held_out,
+                         held_out_from=options.held_out_from)
 
 
 def qat(model, trained: dict, ctx, base, spec) -> dict:
@@ -64,7 +65,8 @@ def qat(model, trained: dict, ctx, base, spec) -> dict:
 
 
 def quantized_row(model, trained: dict, ctx, base, spec, *, max_drop: Optional[float] = None,
-                  held_out: int = 1000, make=None, signature: str = "-int8") -> dict:
+                  held_out: int = 1000, held_out_from: str = "train", make=None,
+                  signature: str = "-int8") -> dict:
     """The row of an int8 file made from `model` (the twin's fine-tuned model), measured
     like every model and compared with the fp32 twin's row `trained`. `make(files)`
     makes the int8 file itself (files.use_int8) and returns metrics of its own."""
@@ -73,7 +75,7 @@ def quantized_row(model, trained: dict, ctx, base, spec, *, max_drop: Optional[f
     metrics["accuracy_pruned"] = trained.get("accuracy_pruned")
     files = ctx.deploy_files(twin_id, model, base, spec.seed)
     if max_drop is not None:
-        files.int8_options = {"max_drop": max_drop, "held_out": held_out}
+        files.int8_options = {"max_drop": max_drop, "held_out": held_out, "held_out_from": held_out_from}
     try:
         made = make(files) if make is not None else {}
         int8_path = files.int8()
@@ -89,9 +91,11 @@ def quantized_row(model, trained: dict, ctx, base, spec, *, max_drop: Optional[f
         if control is not None:
             metrics.update(control_metrics(control))
         if max_drop is not None:
+            metrics["held_out_from"] = held_out_from
             # which layers stay in float (here, and in NNCF's accuracy control) is this model's own:
-            # its timing is not shared with another trial's of the same architecture
-            signature += f"-drop{max_drop:g}-{twin_id[:8]}"
+            # its timing is not shared with another trial's of the same architecture (nor with one whose
+            # drop was measured on other images)
+            signature += f"-drop{max_drop:g}-{twin_id[:8]}" + ("-test" if held_out_from == "test" else "")
         sig = architecture_signature(model, base.input_size) + signature
         metrics.update(measure_latencies(files, ctx.latency_backends, quantized=True, known=ctx.timing.known(sig),
                                          signature=signature))
@@ -108,8 +112,8 @@ def quantized_row(model, trained: dict, ctx, base, spec, *, max_drop: Optional[f
 
 
 def control_metrics(report) -> dict:
-    """What accuracy control did, for the row (held-out figures: training images that
-    neither calibrate nor test)."""
+    """What accuracy control did, for the row (held-out figures: images that neither
+    calibrate nor test; held_out_from says which)."""
     return {"int8_max_drop": report.max_drop, "held_out_images": report.held_out_images,
             "accuracy_held_out_fp32": report.accuracy_fp32, "accuracy_held_out_int8_plain": report.accuracy_plain,
             "accuracy_held_out": report.accuracy, "held_out_drop": report.drop / 100,

@@ -19,7 +19,8 @@ def pack(data: DataSplits) -> dict:
         return {"images": d.images.numpy(), "labels": d.labels.numpy(), "classes": d.classes,
                 "mean": d.mean, "std": d.std}
     return {"name": data.name, "train": split(data.train), "test": split(data.test),
-            "unlabeled": split(data.unlabeled) if data.unlabeled is not None else None}
+            "unlabeled": split(data.unlabeled) if data.unlabeled is not None else None,
+            "test_rest": split(data.test_rest) if data.test_rest is not None else None}
 
 
 def unpack(packed: dict) -> DataSplits:
@@ -28,9 +29,10 @@ def unpack(packed: dict) -> DataSplits:
             warnings.simplefilter("ignore", UserWarning)
             return ImageDataset(torch.from_numpy(d["images"]), torch.from_numpy(d["labels"]), d["classes"],
                                 tuple(d["mean"]), tuple(d["std"]))
-    unlabeled = packed.get("unlabeled")
+    unlabeled, test_rest = packed.get("unlabeled"), packed.get("test_rest")
     return DataSplits(packed["name"], split(packed["train"]), split(packed["test"]),
-                      split(unlabeled) if unlabeled is not None else None)
+                      split(unlabeled) if unlabeled is not None else None,
+                      split(test_rest) if test_rest is not None else None)
 
 
 # -- worker side ---------------------------------------------------------------
