@@ -68,6 +68,9 @@ METRICS: dict[str, Metric] = {m.key: m for m in [
     Metric("held_out_drop", "held-out Δ pt", "points", "int8 with max_drop: the int8 file's accuracy drop "
            "against its fp32 twin on held-out images (neither calibration images nor the test set; "
            "held_out_from says which), after accuracy control", "lower"),
+    Metric("held_out_drop_ci", "held-out ±pt", "points", "int8 with max_drop: the 95 % half-width of "
+           "held_out_drop (fp32 and int8 scored on the same images); a max_drop under it is beyond what the "
+           "held-out images can measure, and the row warns"),
     Metric("held_out_from", "held-out from", "text", "int8 with max_drop: where the held-out images came from "
            "(train: training images after the calibration images; test: the test images dataset.test_fraction "
            "leaves out)"),

@@ -190,8 +190,27 @@ def test_a_sweep_keeps_the_hostile_layer_in_float_and_says_what_it_costs(tiny_ci
     # the same control on the 40 test images that test_fraction 0.6 leaves out
     assert on_test["held_out_from"] == "test" and on_test["held_out_images"] == 40
     assert on_test["float_layers"].endswith("Gemm") and on_test["accuracy"] >= fp32["accuracy"] - 0.02
+    for row in (controlled, on_test):       # a tolerance finer than the images can measure is said
+        finer = row["int8_max_drop"] < 100 * row["held_out_drop_ci"]
+        assert row["held_out_drop_ci"] >= 0 and finer == ("held-out images measure" in (row.get("warning") or ""))
     assert controlled["float_layers"].endswith("Gemm") and controlled["float_layer_count"] == 1
     assert controlled["int8_within_tolerance"] and controlled["held_out_drop"] <= 0
     assert controlled["accuracy_held_out_int8_plain"] < controlled["accuracy_held_out"]
     assert controlled["float_layers_cost"] > 0 and controlled["float_layers_cost_basis"] == "onnxruntime, paired"
     assert controlled["latency_onnxruntime_ms"] > 0 and "int8_slower" in controlled and controlled["cpu_int8"]
+
+
+def test_the_drop_is_given_with_the_noise_its_images_allow():
+    from edgeprune.deploy.accuracy_control import ControlledReport, _HeldOut
+    from edgeprune.sweep.variants import unresolved
+    y = np.zeros(1000, dtype=np.int64)
+    data = _HeldOut([(np.zeros((1000, 1), np.float32), y)], threads=1)
+    data.reference = np.tile([1.0, 0.0], (1000, 1))           # fp32 right on every image
+    int8 = data.reference.copy()
+    int8[:30] = [0.0, 1.0]                                     # int8 wrong on 30 of them: a 3-point drop
+    # paired: d is 1 on 30 images, 0 elsewhere; 1.96 * std(d) / sqrt(1000), in points
+    assert data.drop_ci(int8) == pytest.approx(100 * 1.96 * np.sqrt(0.03 * 0.97) / np.sqrt(1000))
+    assert data.drop_ci(data.reference) == 0
+    report = ControlledReport(*[None] * 3, 0.3, 1000, 1.0, 0.97, 0.97, 0, 0, False, drop_ci=data.drop_ci(int8))
+    assert not report.resolved and "±1.06 points" in unresolved(report)
+    assert "about 12,500 would do" in unresolved(report)       # 1000 * (1.057 / 0.3) ** 2, to hundreds

@@ -51,6 +51,7 @@ class ControlledReport:
     layer_errors: dict[str, float] = field(default_factory=dict)   # what each layer's int8 costs (ranked)
     quantizations: int = 0
     seconds: float = 0.0
+    drop_ci: float = 0.0              # 95 % half-width of the result's held-out drop, points (paired images)
 
     @property
     def drop(self) -> float:
@@ -60,6 +61,12 @@ class ControlledReport:
     @property
     def met(self) -> bool:
         return self.drop <= self.max_drop + 1e-9
+
+    @property
+    def resolved(self) -> bool:
+        """Whether the held-out images can tell a drop of max_drop from none: False when the
+        tolerance is inside the drop's 95 % interval (too few images for it)."""
+        return self.max_drop >= self.drop_ci
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -96,6 +103,12 @@ class _HeldOut:
 
     def accuracy(self, logits: np.ndarray) -> float:
         return float((logits.argmax(1) == self.y).mean())
+
+    def drop_ci(self, logits: np.ndarray) -> float:
+        """95 % half-width, in points, of the drop from the fp32 logits to `logits`: both are
+        scored on the same images, so only the images on which they differ add noise."""
+        d = (self.reference.argmax(1) == self.y).astype(np.float64) - (logits.argmax(1) == self.y)
+        return float(100 * 1.96 * d.std() / np.sqrt(len(d))) if len(d) > 1 else float("inf")
 
     def error(self, logits: np.ndarray) -> float:
         """Mean squared difference from the fp32 logits, relative to their variance."""
@@ -186,4 +199,4 @@ def quantize_with_accuracy_control(fp32_path: Union[str, Path], int8_path: Union
     return ControlledReport(int8_path, plain_path, current, max_drop, len(data.x), acc_fp32,
                             data.accuracy(plain_logits), data.accuracy(logits), pairs, corrected, kept, float_layers,
                             {k: errors[k] for k in sorted(errors, key=lambda n: -errors[n])}, count,
-                            time.perf_counter() - start)
+                            time.perf_counter() - start, data.drop_ci(logits))

@@ -90,6 +90,8 @@ def quantized_row(model, trained: dict, ctx, base, spec, *, max_drop: Optional[f
         control = files.controlled.get(files.input_size)
         if control is not None:
             metrics.update(control_metrics(control))
+            if not control.resolved:
+                metrics["warning"] = "; ".join(filter(None, [metrics.get("warning"), unresolved(control)]))
         if max_drop is not None:
             metrics["held_out_from"] = held_out_from
             # which layers stay in float (here, and in NNCF's accuracy control) is this model's own:
@@ -117,10 +119,23 @@ def control_metrics(report) -> dict:
     return {"int8_max_drop": report.max_drop, "held_out_images": report.held_out_images,
             "accuracy_held_out_fp32": report.accuracy_fp32, "accuracy_held_out_int8_plain": report.accuracy_plain,
             "accuracy_held_out": report.accuracy, "held_out_drop": report.drop / 100,
-            "int8_within_tolerance": report.met, "equalized_pairs": report.equalized_pairs,
+            "held_out_drop_ci": report.drop_ci / 100, "int8_within_tolerance": report.met, "equalized_pairs": report.equalized_pairs,
             "bias_corrected_layers": report.bias_corrected, "int8_prepared": report.prepared,
             "float_layers": ", ".join(report.float_layers), "float_layer_count": len(report.float_layers),
             "quantizations": report.quantizations}
+
+
+def unresolved(report) -> str:
+    """The warning of a tolerance finer than its held-out images can measure."""
+    said = (f"int8 max_drop {report.max_drop:g}: {report.held_out_images:,} held-out images measure the drop only to "
+            f"±{report.drop_ci:.2f} points (95 %), so a larger drop can pass on new images")
+    return said + (f"; raise held_out (about {_images_for(report):,} would do)" if report.max_drop > 0 else "")
+
+
+def _images_for(report) -> int:
+    """Held-out images whose 95 % interval would be as narrow as max_drop (it shrinks as 1/sqrt(n))."""
+    scale = (report.drop_ci / report.max_drop) ** 2
+    return int(-(-report.held_out_images * scale // 100) * 100)     # rounded up to hundreds
 
 
 def float_layers_cost(files, ctx, metrics: dict) -> dict:
