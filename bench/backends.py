@@ -118,7 +118,7 @@ INT8_KEYS = ("ms", "ci_rel", "relative", "accuracy", "file_bytes", "top1_agreeme
 ROW_KEYS = ("quantize", "held_out_from", "held_out_images", "accuracy", "accuracy_fp32", "size_bytes",
             "int8_vs_fp32", "int8_slower", "int8_slower_on",
             "float_layers", "float_layer_count", "float_layers_cost", "accuracy_held_out_fp32",
-            "accuracy_held_out_int8_plain", "accuracy_held_out", "held_out_drop", "int8_prepared",
+            "accuracy_held_out_int8_plain", "accuracy_held_out", "held_out_drop", "held_out_drop_ci", "warning", "int8_prepared",
             "equalized_pairs", "bias_corrected_layers", "quantizations", "qat_steps", "qat_seconds",
             "qat_export_top1_agreement", "quantize_seconds", "cpu_int8", "finetune_steps")
 
@@ -129,10 +129,11 @@ def int8_part(args, backends: list, model: str) -> dict:
     the unpruned fp32 model (each timed alternately with it), file size."""
     from edgeprune.measure.cpu_features import cpu_int8
     quantize = ["none", "int8"]
+    held = {"held_out": args.held_out} if args.held_out else {}
     if args.held_out_from in ("train", "both"):
-        quantize.append({"int8": {"max_drop": args.max_drop}})
+        quantize.append({"int8": {"max_drop": args.max_drop, **held}})
     if args.held_out_from in ("test", "both"):
-        quantize.append({"int8": {"max_drop": args.max_drop, "held_out_from": "test"}})
+        quantize.append({"int8": {"max_drop": args.max_drop, "held_out_from": "test", **held}})
     if args.qat_steps:
         quantize.append({"qat": {"steps": args.qat_steps}})
     keep = Path(args.runs_dir) / model if args.runs_dir else None
@@ -161,7 +162,7 @@ def int8_part(args, backends: list, model: str) -> dict:
             rows.append(row)
             print(_int8_line(row), flush=True)
     return {"model": model, "steps": args.steps, "qat_steps": args.qat_steps, "max_drop": args.max_drop,
-            "held_out_from": args.held_out_from,
+            "held_out_from": args.held_out_from, "held_out": args.held_out or 1000,
             "test_fraction": args.test_fraction, "cpu_int8": cpu_int8(), "wall_seconds": time.perf_counter() - started,
             "rows": rows}
 
@@ -262,6 +263,7 @@ def main() -> None:
     ap.add_argument("--qat-steps", type=int, default=100, help="int8 part: QAT steps (0: no QAT rows)")
     ap.add_argument("--held-out-from", choices=["train", "test", "both"], default="both",
                     help="int8 part: where accuracy control measures its drop (both: one controlled row each)")
+    ap.add_argument("--held-out", type=int, help="int8 part: images accuracy control measures on (default 1,000)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (fine-tuning; latency is 1 thread)")
     ap.add_argument("--backends", nargs="+", help="only these of the installed backends (untuned TVM takes "
                                                   "seconds a call on the large models at 224 px)")
