@@ -2,7 +2,8 @@
 
     python bench/backends.py --data-dir ../shared/datasets --models-dir ../shared/models/cifar10
         [--steps 100] [--size 224] [--part cifar|torchvision|both|int8] [--out bench/results/backends.json]
-        [--int8-models resnet20 resnet56] [--max-drop 0.3] [--qat-steps 100] [--held-out-from both]
+        [--int8-models resnet20 resnet56] [--max-drop 0.3] [--qat-steps 100]
+        [--held-out-from both] [--held-out 1000] [--confidence 0.95]
 
 Part 1 (cifar): the pretrained ResNet-20 on the real CIFAR-10, unpruned and l1-pruned at
 rates 0.3 and 0.5 (with round_to none and 8), each fine-tuned --steps steps, fp32 and
@@ -118,7 +119,7 @@ INT8_KEYS = ("ms", "ci_rel", "relative", "accuracy", "file_bytes", "top1_agreeme
 ROW_KEYS = ("quantize", "held_out_from", "held_out_images", "accuracy", "accuracy_fp32", "size_bytes",
             "int8_vs_fp32", "int8_slower", "int8_slower_on",
             "float_layers", "float_layer_count", "float_layers_cost", "accuracy_held_out_fp32",
-            "accuracy_held_out_int8_plain", "accuracy_held_out", "held_out_drop", "held_out_drop_ci", "warning", "int8_prepared",
+            "accuracy_held_out_int8_plain", "accuracy_held_out", "held_out_drop", "held_out_drop_ci", "held_out_drop_bound", "warning", "int8_prepared",
             "equalized_pairs", "bias_corrected_layers", "quantizations", "qat_steps", "qat_seconds",
             "qat_export_top1_agreement", "quantize_seconds", "cpu_int8", "finetune_steps")
 
@@ -130,6 +131,8 @@ def int8_part(args, backends: list, model: str) -> dict:
     from edgeprune.measure.cpu_features import cpu_int8
     quantize = ["none", "int8"]
     held = {"held_out": args.held_out} if args.held_out else {}
+    if args.confidence:
+        held["confidence"] = args.confidence
     if args.held_out_from in ("train", "both"):
         quantize.append({"int8": {"max_drop": args.max_drop, **held}})
     if args.held_out_from in ("test", "both"):
@@ -162,7 +165,7 @@ def int8_part(args, backends: list, model: str) -> dict:
             rows.append(row)
             print(_int8_line(row), flush=True)
     return {"model": model, "steps": args.steps, "qat_steps": args.qat_steps, "max_drop": args.max_drop,
-            "held_out_from": args.held_out_from, "held_out": args.held_out or 1000,
+            "held_out_from": args.held_out_from, "held_out": args.held_out or 1000, "confidence": args.confidence,
             "test_fraction": args.test_fraction, "cpu_int8": cpu_int8(), "wall_seconds": time.perf_counter() - started,
             "rows": rows}
 
@@ -264,6 +267,7 @@ def main() -> None:
     ap.add_argument("--held-out-from", choices=["train", "test", "both"], default="both",
                     help="int8 part: where accuracy control measures its drop (both: one controlled row each)")
     ap.add_argument("--held-out", type=int, help="int8 part: images accuracy control measures on (default 1,000)")
+    ap.add_argument("--confidence", type=float, help="int8 part: hold the drop's upper bound at this confidence")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (fine-tuning; latency is 1 thread)")
     ap.add_argument("--backends", nargs="+", help="only these of the installed backends (untuned TVM takes "
                                                   "seconds a call on the large models at 224 px)")

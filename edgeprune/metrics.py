@@ -71,6 +71,9 @@ METRICS: dict[str, Metric] = {m.key: m for m in [
     Metric("held_out_drop_ci", "held-out ±pt", "points", "int8 with max_drop: the 95 % half-width of "
            "held_out_drop (fp32 and int8 scored on the same images); a max_drop under it is beyond what the "
            "held-out images can measure, and the row warns"),
+    Metric("held_out_drop_bound", "held-out bound pt", "points", "int8 with max_drop and confidence: the upper "
+           "end of held_out_drop's one-sided interval at that confidence (int8_confidence), what was held within "
+           "max_drop", "lower"),
     Metric("held_out_from", "held-out from", "text", "int8 with max_drop: where the held-out images came from "
            "(train: training images after the calibration images; test: the test images dataset.test_fraction "
            "leaves out)"),

@@ -82,12 +82,12 @@ def test_equalisation_keeps_the_function_and_shares_the_ranges(nets, tmp_path):
     assert np.allclose(r1, r2, rtol=1e-4)             # each channel's range shared by both layers
 
 
-def _control(net, tmp_path, max_drop):
+def _control(net, tmp_path, max_drop, confidence=None):
     x, y = _images(400, 3)
     export_onnx(net, tmp_path / "m.onnx", SIDE, check_inputs=x[:8], dynamic_batch=True)
     calibration = [_images(128, 4)[0].numpy()]
     return quantize_with_accuracy_control(tmp_path / "m.onnx", tmp_path / "m.int8.onnx", calibration, [(x, y)],
-                                          max_drop=max_drop, calibration_images=128)
+                                          max_drop=max_drop, calibration_images=128, confidence=confidence)
 
 
 def test_a_quantization_hostile_layer_is_kept_in_float(nets, tmp_path):
@@ -96,6 +96,12 @@ def test_a_quantization_hostile_layer_is_kept_in_float(nets, tmp_path):
     assert len(report.float_layers) == 1 and report.float_layers[0].endswith("Gemm")   # the classifier, first
     assert max(report.layer_errors, key=report.layer_errors.get) == report.float_layers[0]
     assert report.met and report.drop <= 1.0 and report.path.is_file() and report.plain_path.is_file()
+
+
+def test_with_a_confidence_the_drop_s_upper_bound_is_held(nets, tmp_path):
+    report = _control(nets[1], tmp_path, max_drop=1.0, confidence=0.95)
+    assert report.float_layers and report.met and report.bound <= 1.0
+    assert report.bound == pytest.approx(report.drop + report.drop_ci / 1.96 * 1.6449, abs=1e-3)
 
 
 def test_a_benign_model_stays_int8(nets, tmp_path):
@@ -171,7 +177,8 @@ def test_a_sweep_keeps_the_hostile_layer_in_float_and_says_what_it_costs(tiny_ci
     out = tmp_path / "run"
     cfg = sweep_config(tiny_cifar, out, models=[{"name": "tiny_models:int8_hostile_cnn", "pretrained": False}],
                        baseline=False, quantize=["none", "int8", {"int8": {"max_drop": 0}},
-                                                 {"int8": {"max_drop": 0, "held_out_from": "test"}}],
+                                                 {"int8": {"max_drop": 0, "held_out_from": "test",
+                                                           "confidence": 0.9}}],
                        # the constructed classifier (1e4 weights on a dead channel) is kept as built: no
                        # least-squares rebuild (with it, the 30 steps at lr 0.05 did not train the toy)
                        prune={"reconstruct": 0},
@@ -190,6 +197,7 @@ def test_a_sweep_keeps_the_hostile_layer_in_float_and_says_what_it_costs(tiny_ci
     # the same control on the 40 test images that test_fraction 0.6 leaves out
     assert on_test["held_out_from"] == "test" and on_test["held_out_images"] == 40
     assert on_test["float_layers"].endswith("Gemm") and on_test["accuracy"] >= fp32["accuracy"] - 0.02
+    assert on_test["int8_confidence"] == 0.9 and on_test["held_out_drop_bound"] >= on_test["held_out_drop"]
     for row in (controlled, on_test):       # a tolerance finer than the images can measure is said
         finer = row["int8_max_drop"] < 100 * row["held_out_drop_ci"]
         assert row["held_out_drop_ci"] >= 0 and finer == ("held-out images measure" in (row.get("warning") or ""))
@@ -211,6 +219,8 @@ def test_the_drop_is_given_with_the_noise_its_images_allow():
     # paired: d is 1 on 30 images, 0 elsewhere; 1.96 * std(d) / sqrt(1000), in points
     assert data.drop_ci(int8) == pytest.approx(100 * 1.96 * np.sqrt(0.03 * 0.97) / np.sqrt(1000))
     assert data.drop_ci(data.reference) == 0
+    assert data.drop_bound(int8, None) == pytest.approx(3.0)
+    assert data.drop_bound(int8, 0.95) == pytest.approx(3.0 + data.drop_ci(int8) / 1.96 * 1.6449, abs=1e-3)
     report = ControlledReport(*[None] * 3, 0.3, 1000, 1.0, 0.97, 0.97, 0, 0, False, drop_ci=data.drop_ci(int8))
     assert not report.resolved and "±1.06 points" in unresolved(report)
     assert "about 12,500 would do" in unresolved(report)       # 1000 * (1.057 / 0.3) ** 2, to hundreds

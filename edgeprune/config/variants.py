@@ -24,6 +24,11 @@ class Int8Options(Strict):
         None, description="the most accuracy, in points, the int8 file may lose against its fp32 twin "
         "on held-out images (held_out_from): layers that lose the most stay in float until it holds")
     held_out: int = Field(1000, gt=0, le=1_000_000, description="how many held-out images the drop is measured on")
+    confidence: Optional[float] = Field(
+        None, gt=0.5, lt=1, description="hold the upper end of the drop's one-sided interval at this confidence "
+        "(0.95) within max_drop, not the measured drop: on a finite number of held-out images a drop larger than "
+        "max_drop can measure under it; more layers may stay in float (onnxruntime's control; NNCF's, in OpenVINO, "
+        "holds the measured drop)")
     held_out_from: Literal["train", "test"] = Field(
         "train", description="where they come from. train: training images after the calibration images (a "
         "model that was trained on them scores higher there than on new images, so the drop can read smaller "

@@ -90,6 +90,7 @@ class TrialArtifacts:
             report = quantize_with_accuracy_control(
                 self.onnx(size), self._name(size, ".int8.onnx"), self._calibration(size),
                 self.held_out_batches(size), self.max_drop, threads=torch.get_num_threads(),
+                confidence=(self.int8_options or {}).get("confidence"),
                 calibration_images=d.calibration_images, method=d.calibration_method, per_channel=d.per_channel,
                 activation_type=d.activation_type, reduce_range=d.reduce_range)
             self.controlled[size], self.quantized[size] = report, report.quantize

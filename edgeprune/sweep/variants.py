@@ -33,7 +33,7 @@ def int8(model, trained: dict, ctx, base, spec) -> dict:
     control (deploy.accuracy_control; NNCF's own in OpenVINO)."""
     options = variant_options(spec.quantize)
     return quantized_row(model, trained, ctx, base, spec, max_drop=options.max_drop, held_out=options.held_out,
-                         held_out_from=options.held_out_from)
+                         held_out_from=options.held_out_from, confidence=options.confidence)
 
 
 def qat(model, trained: dict, ctx, base, spec) -> dict:
@@ -65,8 +65,8 @@ def qat(model, trained: dict, ctx, base, spec) -> dict:
 
 
 def quantized_row(model, trained: dict, ctx, base, spec, *, max_drop: Optional[float] = None,
-                  held_out: int = 1000, held_out_from: str = "train", make=None,
-                  signature: str = "-int8") -> dict:
+                  held_out: int = 1000, held_out_from: str = "train", confidence: Optional[float] = None,
+                  make=None, signature: str = "-int8") -> dict:
     """The row of an int8 file made from `model` (the twin's fine-tuned model), measured
     like every model and compared with the fp32 twin's row `trained`. `make(files)`
     makes the int8 file itself (files.use_int8) and returns metrics of its own."""
@@ -75,7 +75,8 @@ def quantized_row(model, trained: dict, ctx, base, spec, *, max_drop: Optional[f
     metrics["accuracy_pruned"] = trained.get("accuracy_pruned")
     files = ctx.deploy_files(twin_id, model, base, spec.seed)
     if max_drop is not None:
-        files.int8_options = {"max_drop": max_drop, "held_out": held_out, "held_out_from": held_out_from}
+        files.int8_options = {"max_drop": max_drop, "held_out": held_out, "held_out_from": held_out_from,
+                              "confidence": confidence}
     try:
         made = make(files) if make is not None else {}
         int8_path = files.int8()
@@ -97,7 +98,8 @@ def quantized_row(model, trained: dict, ctx, base, spec, *, max_drop: Optional[f
             # which layers stay in float (here, and in NNCF's accuracy control) is this model's own:
             # its timing is not shared with another trial's of the same architecture (nor with one whose
             # drop was measured on other images)
-            signature += f"-drop{max_drop:g}-{twin_id[:8]}" + ("-test" if held_out_from == "test" else "")
+            signature += (f"-drop{max_drop:g}-{twin_id[:8]}" + ("-test" if held_out_from == "test" else "")
+                          + (f"-c{confidence:g}" if confidence is not None else ""))
         sig = architecture_signature(model, base.input_size) + signature
         metrics.update(measure_latencies(files, ctx.latency_backends, quantized=True, known=ctx.timing.known(sig),
                                          signature=signature))
@@ -119,7 +121,9 @@ def control_metrics(report) -> dict:
     return {"int8_max_drop": report.max_drop, "held_out_images": report.held_out_images,
             "accuracy_held_out_fp32": report.accuracy_fp32, "accuracy_held_out_int8_plain": report.accuracy_plain,
             "accuracy_held_out": report.accuracy, "held_out_drop": report.drop / 100,
-            "held_out_drop_ci": report.drop_ci / 100, "int8_within_tolerance": report.met, "equalized_pairs": report.equalized_pairs,
+            "held_out_drop_ci": report.drop_ci / 100, "int8_within_tolerance": report.met,
+            **({"int8_confidence": report.confidence, "held_out_drop_bound": report.bound / 100}
+               if report.confidence is not None else {}), "equalized_pairs": report.equalized_pairs,
             "bias_corrected_layers": report.bias_corrected, "int8_prepared": report.prepared,
             "float_layers": ", ".join(report.float_layers), "float_layer_count": len(report.float_layers),
             "quantizations": report.quantizations}
