@@ -103,3 +103,19 @@ def test_allocated_sweep_meets_budgets_measures_the_map_once_and_resumes(tiny_ci
     assert (tmp_path / "report" / "sensitivity_maps.png").exists()
     html = files[-1].read_text()
     assert "Sensitivity maps" in html and "layer" in html
+
+
+def test_an_allocator_that_misses_its_budget_fails_its_trial_in_one_line(tiny_cifar, tmp_path):
+    """A trial is never done over its budget: a plugin allocator that keeps every
+    channel fails its trial with a line that names it."""
+    from edgeprune.plugins import register_allocator
+    register_allocator("keeps_everything_test", lambda problem: {}, needs_scores=False)
+    run = tmp_path / "run"
+    run_sweep(load_config(sweep_config(
+        tiny_cifar, run, algorithms=["l1"], allocation=["keeps_everything_test"], baseline=False,
+        rates=[{"macs": 0.5}], finetune={"epochs": 1, "max_steps": 0, "batch_size": 32}, prune={"reconstruct": 0},
+        measure={"latency": False, "eval_batch_size": 100})))
+    (t,) = _trials(run).values()
+    assert t.status == "failed" and "\n" not in t.error
+    assert "keeps_everything_test allocation missed the budget of macs=0.5" in t.error
+    assert "choose another allocation" in t.error

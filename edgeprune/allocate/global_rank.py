@@ -30,13 +30,19 @@ def global_threshold(problem: Problem) -> dict[str, int]:
     every = torch.cat([s for s in problem.scores.values()]) if problem.scores else torch.zeros(1)
     lo, hi = float(every.min()) - 1e-9, float(every.max()) + 1e-9
     best, best_gap = problem.start, abs(problem.cost.total(problem.start) - problem.budget)
+    within, within_gap = None, float("inf")       # the closest that does not exceed the budget's tolerance
     for _ in range(STEPS):
         mid = (lo + hi) / 2
         widths = at_threshold(problem, mid)
         cost = problem.cost.total(widths)
         if abs(cost - problem.budget) < best_gap:
             best, best_gap = widths, abs(cost - problem.budget)
+        if cost <= problem.budget + problem.tolerance and abs(cost - problem.budget) < within_gap:
+            within, within_gap = widths, abs(cost - problem.budget)
         if best_gap <= problem.tolerance / 4:
             break
         lo, hi = (mid, hi) if cost > problem.budget else (lo, mid)
+    # the closest network, unless rounding to the widths' steps put it over the budget
+    if within is not None and problem.cost.total(best) > problem.budget + problem.tolerance:
+        return within
     return best

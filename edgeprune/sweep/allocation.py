@@ -182,12 +182,18 @@ def prune_allocated(t, ctx, source, calibration, parent, p: Prepared) -> PruneRe
     else:
         budget = budget_for(spec, s.kind, s.cost, p, ctx.settings.round_to)
         smallest = s.smallest()
-        if smallest > budget + (PREDICTED_TOLERANCE * budget if s.kind == "latency" else s.tolerance):
-            label = ctx.latency_backends[0].spec.label if ctx.latency_backends else ""
+        slack = PREDICTED_TOLERANCE * budget if s.kind == "latency" else s.tolerance
+        label = ctx.latency_backends[0].spec.label if ctx.latency_backends else ""
+        if smallest > budget + slack:
             raise s.unreachable(f"the narrowest network it may build (every group at its narrowest width) reaches "
                                 f"{_describe(s.kind, smallest, s.full, p, label)}, the budget is "
                                 f"{_describe(s.kind, budget, s.full, p, label)}")
         allocation = s.solve(budget)
+        if allocation.cost > budget + slack:      # an allocator (a plugin's too) that missed: never a done trial
+            raise EdgepruneError(f"{spec.allocation} allocation missed the budget of {spec.rate_label}: its widths "
+                                 f"reach {_describe(s.kind, allocation.cost, s.full, p, label)}, the budget is "
+                                 f"{_describe(s.kind, budget, s.full, p, label)}; this is the allocator's fault, "
+                                 "not the config's: report it, or choose another allocation")
         result = s.prune(allocation.widths)
         t.metrics["allocation_budget"] = budget
     result.layer_rate = result.channel_ratio       # no one rate was applied: the share of channels removed
