@@ -14,7 +14,7 @@ import torch.nn as nn
 from edgeprune import load_config, run_sweep
 from edgeprune.config import DeployConfig, LatencySpec
 from edgeprune.deploy import export_onnx
-from edgeprune.deploy.accuracy_control import quantize_with_accuracy_control
+from edgeprune.deploy.accuracy_control import quantize_with_accuracy_control, weight_layers
 from edgeprune.deploy.equalize import equalize
 from edgeprune.deploy.files import TrialArtifacts
 from edgeprune.errors import ConfigError
@@ -96,6 +96,16 @@ def test_a_quantization_hostile_layer_is_kept_in_float(nets, tmp_path):
     assert len(report.float_layers) == 1 and report.float_layers[0].endswith("Gemm")   # the classifier, first
     assert max(report.layer_errors, key=report.layer_errors.get) == report.float_layers[0]
     assert report.met and report.drop <= 1.0 and report.path.is_file() and report.plain_path.is_file()
+
+
+def test_a_tolerance_no_mix_meets_keeps_the_closest_not_the_last(nets, tmp_path):
+    """-50 points cannot be met: the file kept is the mix closest to it (the hostile
+    classifier in float, the first that does not lose), not every layer in float."""
+    report = _control(nets[1], tmp_path, max_drop=-50.0)
+    layers = weight_layers(tmp_path / "m.onnx")
+    assert not report.met and report.accuracy > report.accuracy_plain
+    assert report.float_layers and len(report.float_layers) < len(layers)
+    assert report.float_layers[0].endswith("Gemm") and report.path.is_file()
 
 
 def test_with_a_confidence_the_drop_s_upper_bound_is_held(nets, tmp_path):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from statistics import NormalDist
 from typing import Optional, Sequence, Union
@@ -208,11 +208,20 @@ def quantize_with_accuracy_control(fp32_path: Union[str, Path], int8_path: Union
             for name in layers:
                 _, alone = mixed([n for n in layers if n != name], tmp / "probe.int8.onnx")
                 errors[name] = data.error(alone)
+            # the closest to the tolerance so far: what is kept if no number of float layers meets it
+            # (activations around the float layers stay int8, so even all of them may not)
+            closest = (data.drop_bound(logits, confidence), current, logits, [])
             for name in sorted(errors, key=lambda n: -errors[n]):
                 float_layers.append(name)
                 current, logits = mixed(float_layers, tmp / "mixed.int8.onnx")
-                if data.drop_bound(logits, confidence) <= max_drop:
+                bound = data.drop_bound(logits, confidence)
+                if bound <= max_drop:
                     break
+                if bound < closest[0]:
+                    shutil.copy(current.path, tmp / "closest.int8.onnx")
+                    closest = (bound, replace(current, path=tmp / "closest.int8.onnx"), logits, list(float_layers))
+            else:
+                _, current, logits, float_layers = closest
         shutil.copy(current.path, int8_path)
     current.path, current.source = int8_path, fp32_path
     current.size_bytes, current.fp32_size_bytes = int8_path.stat().st_size, fp32_path.stat().st_size
