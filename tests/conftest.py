@@ -90,3 +90,29 @@ def force_status(run_dir: Path, trial_id: str, status: str) -> None:
     import sqlite3
     with sqlite3.connect(Path(run_dir) / "results.db") as conn:
         conn.execute("UPDATE trials SET status=? WHERE trial_id=?", (status, trial_id))
+
+
+# -- leaving the test process -------------------------------------------------
+# Ray leaves C++ threads (its GCS client among them) behind ray.shutdown(); at interpreter exit
+# they are joined, and one CI run printed its summary, then hung there for 18 minutes with the
+# main thread joining the GCS client's thread (ray-project/ray has such shutdown hangs on record).
+# Once pytest has written everything, a `pytest` process that imported Ray exits with its status
+# directly. pytest.main() called from another program is left alone.
+_SESSION: dict = {}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _SESSION["status"] = int(exitstatus)
+
+
+def _is_pytest_process() -> bool:
+    entry = Path(sys.argv[0] if sys.argv else "")
+    return entry.name in ("pytest", "py.test") or (entry.name == "__main__.py" and entry.parent.name == "pytest")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    if "ray" in sys.modules and "status" in _SESSION and _is_pytest_process():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_SESSION["status"])
