@@ -65,9 +65,7 @@ class ControlledReport:
     def bound(self) -> float:
         """The drop the tolerance is held to, in points: the measured one, or with
         `confidence` the upper end of its one-sided interval."""
-        if self.confidence is None:
-            return self.drop
-        return self.drop + self.drop_ci / 1.96 * NormalDist().inv_cdf(self.confidence)
+        return upper_bound(self.drop, self.drop_ci, self.confidence)
 
     @property
     def met(self) -> bool:
@@ -84,6 +82,14 @@ class ControlledReport:
         d.update(path=str(self.path), plain_path=str(self.plain_path), quantize=self.quantize.to_dict(),
                  drop=self.drop, bound=self.bound, met=self.met)
         return d
+
+
+def upper_bound(drop: float, ci95: float, confidence: Optional[float]) -> float:
+    """The upper end of a drop's one-sided interval at `confidence`, from its 95 % half-width
+    (None: the drop itself)."""
+    if confidence is None:
+        return drop
+    return drop + ci95 / 1.96 * NormalDist().inv_cdf(confidence)
 
 
 class _HeldOut:
@@ -125,9 +131,7 @@ class _HeldOut:
         """The drop from the fp32 logits to `logits`, in points; with `confidence`, the
         upper end of its one-sided interval at that confidence."""
         drop = 100 * (self.accuracy(self.reference) - self.accuracy(logits))
-        if confidence is None:
-            return drop
-        return drop + self.drop_ci(logits) / 1.96 * NormalDist().inv_cdf(confidence)
+        return drop if confidence is None else upper_bound(drop, self.drop_ci(logits), confidence)
 
     def error(self, logits: np.ndarray) -> float:
         """Mean squared difference from the fp32 logits, relative to their variance."""
