@@ -21,7 +21,8 @@
     the first backend (the latency model's), once with OpenVINO.
 
 Each part writes bench/results/allocation.json as it goes (a stopped run keeps what it
-measured). Runs are kept in --runs (default /tmp/edgeprune-bench-allocation).
+measured), with a summary read from the paired relative figures (allocation_summary.py);
+`--part summary --out FILE` recomputes that summary of a stored file and runs nothing. Runs are kept in --runs (default /tmp/edgeprune-bench-allocation).
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from pathlib import Path
 import torch
 
 from _common import RESULTS, cpu_name, write
+from allocation_summary import summarise
 
 RUNS = Path(tempfile.gettempdir()) / "edgeprune-bench-allocation"
 ALLOCATIONS = ["uniform", "global", "sensitivity", "latency"]
@@ -164,7 +166,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", required=True)
     p.add_argument("--weights-dir", required=True)
-    p.add_argument("--part", choices=["real", "rebuild", "random", "all"], default="all")
+    p.add_argument("--part", choices=["real", "rebuild", "random", "all", "summary"], default="all")
     p.add_argument("--models", nargs="+", default=["resnet20", "resnet56"])
     p.add_argument("--random-models", nargs="+", default=["mobilenet_v2", "resnet50"])
     p.add_argument("--macs", nargs="+", type=float, default=[0.5, 0.7, 0.85])
@@ -189,14 +191,16 @@ def main() -> None:
     name = "allocation_quick" if args.quick else "allocation"
     path = Path(args.out) if args.out else RESULTS / f"{name}.json"
     out = json.loads(path.read_text()) if path.exists() else {}
-    out.update(cpu=cpu_name(), command=" ".join(["python", "bench/allocation.py"] + os.sys.argv[1:]),
-               settings={k: v for k, v in vars(args).items() if k not in ("data_dir", "weights_dir", "out")})
+    if args.part != "summary":      # a summary keeps the file's own command, CPU and settings
+        out.update(cpu=cpu_name(), command=" ".join(["python", "bench/allocation.py"] + os.sys.argv[1:]),
+                   settings={k: v for k, v in vars(args).items() if k not in ("data_dir", "weights_dir", "out")})
 
     def save():
+        out["summary"] = summarise(out)
         write(name, out, str(path))
 
     parts = {"real": real_part, "rebuild": rebuild_part, "random": random_part}
-    for part in (parts if args.part == "all" else [args.part]):
+    for part in (parts if args.part == "all" else [] if args.part == "summary" else [args.part]):
         parts[part](args, out, save)
     save()
 

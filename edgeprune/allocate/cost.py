@@ -1,7 +1,7 @@
 """What a choice of widths costs, counted exactly from the layer shapes: MACs and
 parameters (as PyTorch's counters count them on the pruned model), and the
-features the latency model is fitted on (MACs per class of layer, with channel
-counts rounded up to the runtime's block). Widths are {group name: channels kept};
+features the latency model is fitted on (MACs and output elements per class of
+layer, with channel counts rounded up to the runtime's block). Widths are {group name: channels kept};
 a group left out keeps all its channels.
 
 Every cost is a sum over layers, so the change that one group's width makes is
@@ -15,7 +15,7 @@ from typing import Mapping, Optional, Sequence
 from ..prune.groups import ChannelStructure, LayerShape
 from .rounding import padded as _padded
 
-
+OUTPUTS = ":outputs"      # a class's second latency feature: the output elements it writes
 
 
 def latency_class(layer: LayerShape) -> str:
@@ -105,24 +105,32 @@ class ParamsCost(CostModel):
 
 
 class LatencyFeatures(CostModel):
-    """MACs per latency class, channel counts rounded up to `block` (what the runtime
-    computes on); `total` of a LatencyCost is a linear model of these."""
+    """Per latency class, MACs and output elements, channel counts rounded up to
+    `block` (what the runtime computes on); `total` of a LatencyCost is a linear model
+    of these. Output elements (positions x output channels) carry what does not scale
+    with MACs: writing and reading activations, the fused BatchNorm and ReLU, a kernel's
+    cost per output. Narrowing a layer cuts its MACs quadratically but these linearly,
+    so a model of MACs alone predicts narrow networks too fast."""
 
     def __init__(self, structure: ChannelStructure, block: int = 1):
         super().__init__(structure)
         self.block = block
-        self.classes = sorted({latency_class(l) for l in structure.layers})
+        kinds = sorted({latency_class(l) for l in structure.layers})
+        self.kinds = kinds
+        self.classes = kinds + [k + OUTPUTS for k in kinds]
 
     def features(self, widths: Mapping[str, int]) -> dict[str, float]:
         out = dict.fromkeys(self.classes, 0.0)
         for layer in self.structure.layers:
             c_out, c_in = self.channels(layer, widths, self.block)
             out[latency_class(layer)] += layer.positions * c_out * c_in * layer.kernel
+            out[latency_class(layer) + OUTPUTS] += layer.positions * c_out
         return out
 
 
 class LatencyCost(LatencyFeatures):
-    """Predicted milliseconds: intercept + sum over classes of coefficient x padded MACs."""
+    """Predicted milliseconds: intercept + sum over classes of coefficient x padded MACs
+    (+ coefficient x output elements; a model fitted before those were measured has none)."""
     unit = "ms"
 
     def __init__(self, structure: ChannelStructure, block: int, intercept: float, coefficients: Mapping[str, float]):
@@ -131,7 +139,9 @@ class LatencyCost(LatencyFeatures):
 
     def layer_cost(self, layer, widths):
         c_out, c_in = self.channels(layer, widths, self.block)
-        return self.coefficients.get(latency_class(layer), 0.0) * layer.positions * c_out * c_in * layer.kernel
+        k = latency_class(layer)
+        per_output = self.coefficients.get(k, 0.0) * c_in * layer.kernel + self.coefficients.get(k + OUTPUTS, 0.0)
+        return per_output * layer.positions * c_out
 
     def fixed(self):
         return self.intercept

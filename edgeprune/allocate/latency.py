@@ -1,6 +1,7 @@
 """A latency model fitted to whole-network timings in a runtime: time = intercept +
-sum over classes of layers (kind x output side) of a coefficient x the class's MACs,
-channel counts padded to the runtime's block (rounding.py). Non-negative least
+sum over classes of layers (kind x output side) of a coefficient x the class's MACs
+and another x its output elements (cost.py), channel counts padded to the runtime's
+block (rounding.py). Non-negative least
 squares keeps every coefficient >= 0, so a narrower network is never predicted
 slower.
 
@@ -25,7 +26,7 @@ from .cost import LatencyCost, LatencyFeatures
 from .problem import width_choices
 
 LADDER = (1.0, 0.85, 0.7, 0.55, 0.4, 0.25)
-LATENCY_MODEL_VERSION = 1
+LATENCY_MODEL_VERSION = 2    # 2: output elements beside MACs (a version-1 model reads as it was fitted)
 
 
 @dataclass
@@ -89,11 +90,11 @@ def sample_widths(structure: ChannelStructure, count: int, multiple: int, min_fr
 def fit_latency_model(structure: ChannelStructure, timer: Callable[[Mapping[str, int]], float], backend: str,
                       block: int, multiple: int, unit: str, reference_ms: float, networks: int = 0,
                       min_fraction: float = 0.1, seed: int = 0) -> LatencyModel:
-    """Time `networks` networks (default: 2 per class + 8, 14..40) with `timer(widths)`
-    (in `unit`) and fit the model."""
+    """Time `networks` networks (default: 2 per class of layer + 8, 14..40) with
+    `timer(widths)` (in `unit`) and fit the model."""
     start = time.perf_counter()
     features = LatencyFeatures(structure, block)
-    count = networks or min(40, max(14, 2 * len(features.classes) + 8))
+    count = networks or min(40, max(14, 2 * len(features.kinds) + 8))
     widths = sample_widths(structure, count, multiple, min_fraction, seed)
     measured = np.array([float(timer(w)) for w in widths])
     rows = np.array([[1.0] + [features.features(w)[c] for c in features.classes] for w in widths])

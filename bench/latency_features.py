@@ -1,0 +1,99 @@
+"""Which features the latency model should be fitted on: MACs per class of layer
+(latency models version 1), or MACs and output elements per class (version 2), refitted
+on the networks a run already timed, so both are judged on the same timings.
+
+    python bench/latency_features.py RUN [RUN ...] [--out bench/results/latency_features.json]
+
+RUN is a run folder of an allocated sweep (bench/allocation.py keeps them in
+/tmp/edgeprune-bench-allocation). For every latency model in RUN/allocation/ it reports
+the leave-one-out error of each fit over the networks timed to fit it, and, on the
+networks the run's latency allocation then built (measured right after allocating, on the
+run's paired scale), the error of each fit's prediction.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+from _common import RESULTS, cpu_name, write
+
+
+def _design(structure, block: int, widths_list: list[dict], outputs: bool) -> np.ndarray:
+    from edgeprune.allocate.cost import OUTPUTS, LatencyFeatures
+    f = LatencyFeatures(structure, block)
+    names = f.classes if outputs else [c for c in f.classes if not c.endswith(OUTPUTS)]
+    return np.array([[1.0] + [f.features(w)[c] for c in names] for w in widths_list])
+
+
+def _fit(rows, y):
+    from edgeprune.allocate.latency import _fit
+    return _fit(rows, y)
+
+
+def _errors(predicted, measured) -> dict:
+    e = np.asarray(predicted) / np.asarray(measured) - 1
+    return {"median_abs": float(np.median(np.abs(e))), "min": float(e.min()), "max": float(e.max()),
+            "within_10pct": int((np.abs(e) <= 0.10).sum()), "networks": int(len(e))}
+
+
+def evaluate(run: Path) -> dict:
+    from edgeprune.models import create_model
+    from edgeprune.prune.groups import channel_structure
+    from edgeprune.allocate import LatencyModel
+    from edgeprune.results import load_results
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    model_cfg = cfg["models"][0]
+    size = cfg.get("dataset", {}).get("image_size") or 32
+    model = create_model(model_cfg["name"], 10, pretrained=False)
+    structure = channel_structure(model, torch.randn(1, 3, size, size))
+    trials = load_results(run)
+    out = {}
+    for path in sorted((run / "allocation").glob("latency-*.json")):
+        lm = json.loads(path.read_text())
+        widths = [s["widths"] for s in lm["samples"]]
+        y = np.array([s["measured"] for s in lm["samples"]])
+        entry = {"backend": lm["backend"], "unit": lm["unit"], "version": lm.get("version", 1)}
+        allocated = [t for _, t in trials.iterrows() if isinstance(t.get("allocation_widths"), dict)
+                     and pd.notna(t.get("latency_prediction_error"))]
+        if allocated:
+            # measured (on the run's paired scale, right after allocating) = what the stored model
+            # predicted / (1 + its stored error)
+            stored = LatencyModel.from_json(lm).cost(structure)
+            measured = np.array([stored.total(t["allocation_widths"]) / (1 + t["latency_prediction_error"])
+                                 for t in allocated])
+        for name, outputs in (("macs", False), ("macs_and_outputs", True)):
+            rows = _design(structure, lm["block"], widths, outputs)
+            loo = [rows[i] @ _fit(np.delete(rows, i, 0), np.delete(y, i)) for i in range(len(y))]
+            coef = _fit(rows, y)
+            result = {"features": rows.shape[1] - 1, "leave_one_out": _errors(loo, y)}
+            if allocated:
+                mine = _design(structure, lm["block"], [t["allocation_widths"] for t in allocated], outputs) @ coef
+                result["allocated_networks"] = _errors(mine, measured)
+            entry[name] = result
+        out[path.name] = entry
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", type=Path)
+    p.add_argument("--out", default=str(RESULTS / "latency_features.json"))
+    args = p.parse_args()
+    path = Path(args.out)
+    stored = json.loads(path.read_text()) if path.exists() else {}
+    stored.setdefault("runs", {})
+    for run in args.runs:
+        stored["runs"][run.name] = evaluate(run)
+        print(run.name, json.dumps(stored["runs"][run.name], indent=1))
+    stored.update(cpu=cpu_name(), command="python bench/latency_features.py " + " ".join(map(str, args.runs)))
+    write("latency_features", stored, str(path))
+
+
+if __name__ == "__main__":
+    main()
