@@ -22,7 +22,9 @@
 
 Each part writes bench/results/allocation.json as it goes (a stopped run keeps what it
 measured), with a summary read from the paired relative figures (allocation_summary.py);
-`--part summary --out FILE` recomputes that summary of a stored file and runs nothing. Runs are kept in --runs (default /tmp/edgeprune-bench-allocation).
+`--part summary --out FILE` recomputes that summary of a stored file and runs nothing.
+Runs are kept in --runs (default /tmp/edgeprune-bench-allocation); --allocations picks the
+real part's allocations (keep uniform: the summary compares every allocation with it).
 """
 from __future__ import annotations
 
@@ -111,10 +113,11 @@ def real_part(args, out: dict, save) -> None:
         t_ms = unpruned_ms(model, args.weights_dir)
         entry["unpruned_onnxruntime_ms_before_sweep"] = t_ms
         targets = [{"macs": m} for m in args.macs] + [{"latency_ms": round(f * t_ms, 4)} for f in args.latency]
-        zero = RUNS / f"{model}-0steps"
+        zero = args.runs / f"{model}-0steps"
         for steps in [0] + args.steps:
-            run = RUNS / f"{model}-{steps}steps"
-            df, seconds = sweep(base_config(model, run, args, steps, targets), copy_from=None if steps == 0 else zero)
+            run = args.runs / f"{model}-{steps}steps"
+            df, seconds = sweep(base_config(model, run, args, steps, targets, args.allocations),
+                                copy_from=None if steps == 0 else zero)
             entry[f"steps_{steps}"] = {"seconds": seconds, "trials": rows(df)}
             save()
 
@@ -122,7 +125,7 @@ def real_part(args, out: dict, save) -> None:
 def rebuild_part(args, out: dict, save) -> None:
     res = out.setdefault("rebuild_in_map", {})
     for rebuild in (False, True):
-        run = RUNS / f"resnet20-map-rebuild-{rebuild}"
+        run = args.runs / f"resnet20-map-rebuild-{rebuild}"
         cfg = base_config("resnet20", run, args, 0, [{"macs": m} for m in args.macs], ["uniform", "sensitivity"],
                           measure={"latency": False})
         cfg["allocate"]["rebuild"] = rebuild
@@ -136,7 +139,7 @@ def random_part(args, out: dict, save) -> None:
     for model in args.random_models:
         for first in ("onnxruntime", "openvino"):
             backends = [first] + [b for b in ("onnxruntime", "openvino") if b != first]
-            run = RUNS / f"{model}-random-{first}"
+            run = args.runs / f"{model}-random-{first}"
             cfg = {"name": f"allocation-{model}-random", "out": str(run), "seed": 0,
                    "models": [{"name": model, "pretrained": False}], "algorithms": ["l1"],
                    "allocation": ["uniform", "global", "latency"], "rates": args.random_rates,
@@ -147,7 +150,8 @@ def random_part(args, out: dict, save) -> None:
                    "measure": {"latency": backends, "backend_accuracy": False, "eval_batch_size": 50},
                    "allocate": {"widths": [0.25, 0.5, 0.75], "images": args.random_images},
                    "threads": args.threads}
-            df, seconds = sweep(cfg, copy_from=RUNS / f"{model}-random-onnxruntime" if first != "onnxruntime" else None)
+            df, seconds = sweep(cfg, copy_from=None if first == "onnxruntime"
+                                else args.runs / f"{model}-random-onnxruntime")
             latency_files = sorted((run / "allocation").glob("latency-*.json"))
             runtime_files = sorted((run / "allocation").glob("runtime-*.json"))
             lm = json.loads(latency_files[0].read_text()) if latency_files else {}
@@ -169,9 +173,11 @@ def main() -> None:
     p.add_argument("--part", choices=["real", "rebuild", "random", "all", "summary"], default="all")
     p.add_argument("--models", nargs="+", default=["resnet20", "resnet56"])
     p.add_argument("--random-models", nargs="+", default=["mobilenet_v2", "resnet50"])
+    p.add_argument("--allocations", nargs="+", choices=ALLOCATIONS, default=ALLOCATIONS, help="(real part)")
+    p.add_argument("--runs", type=Path, default=RUNS, help="where the run folders are kept")
     p.add_argument("--macs", nargs="+", type=float, default=[0.5, 0.7, 0.85])
     p.add_argument("--latency", nargs="+", type=float, default=[0.5, 0.33], help="targets, x the unpruned model")
-    p.add_argument("--steps", nargs="+", type=int, default=[300], help="fine-tune steps besides 0")
+    p.add_argument("--steps", nargs="*", type=int, default=[300], help="fine-tune steps besides 0 (none: 0 only)")
     p.add_argument("--widths", nargs="+", type=float, default=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
     p.add_argument("--images", type=int, default=512, help="the map's calibration images")
     p.add_argument("--map-seconds", type=float, default=1800.0)
