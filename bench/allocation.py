@@ -5,8 +5,8 @@
 
 (a) real: pretrained CIFAR-10 ResNets on the real CIFAR-10, l1, every allocation at
     equal MACs (50, 70, 85 % fewer) and at equal measured ONNX Runtime latency (0.5x and
-    0.33x the unpruned model's, targets in ms from a timing of it made just before the
-    sweep; trials record their paired relative figure), each with 0 and --steps
+    0.33x the unpruned model's: `{latency: x}` targets, read on each run's own timing of
+    it; trials record their paired relative figure), each with 0 and --steps
     fine-tune steps (batch 128, lr 0.01 cosine), rebuilt (prune.reconstruct 1024)
     before. Two sweeps per model: 0 steps, then the fine-tuned one, which reads the first
     one's RUN/allocation/ (the maps are measured once). Accuracy on --test-fraction of
@@ -43,27 +43,6 @@ from allocation_summary import summarise
 
 RUNS = Path(tempfile.gettempdir()) / "edgeprune-bench-allocation"
 ALLOCATIONS = ["uniform", "global", "sensitivity", "latency"]
-
-
-def unpruned_ms(model_name: str, weights_dir, size: int = 32) -> float:
-    """The unpruned model's median latency in ONNX Runtime (1 thread, batch 1), as sweeps time it."""
-    import numpy as np
-
-    from edgeprune.config import MeasureConfig
-    from edgeprune.measure.timing import percentile_stats, time_calls
-    from edgeprune.models import create_model
-    from edgeprune.registry import LATENCY_BACKENDS
-    model = create_model(model_name, 10, pretrained=weights_dir is not None, weights_dir=weights_dir).eval()
-    spec = MeasureConfig(latency=["onnxruntime"]).latency_backends()[0]
-    backend = LATENCY_BACKENDS.get("onnxruntime")(spec)
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "m.onnx"
-        torch.onnx.export(model, torch.randn(1, 3, size, size), str(path), dynamo=False, opset_version=17,
-                          input_names=["input"], output_names=["logits"])
-        session = backend.load(path)
-        x = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
-        times, _ = time_calls(lambda: backend.call(session, x), warmup=10, repeats=200)
-    return percentile_stats(times)["median_ms"]
 
 
 def sweep(cfg: dict, copy_from: Path | None = None):
@@ -110,9 +89,7 @@ def real_part(args, out: dict, save) -> None:
     res = out.setdefault("real", {})
     for model in args.models:
         entry = res.setdefault(model, {})
-        t_ms = unpruned_ms(model, args.weights_dir)
-        entry["unpruned_onnxruntime_ms_before_sweep"] = t_ms
-        targets = [{"macs": m} for m in args.macs] + [{"latency_ms": round(f * t_ms, 4)} for f in args.latency]
+        targets = [{"macs": m} for m in args.macs] + [{"latency": f} for f in args.latency]
         zero = args.runs / f"{model}-0steps"
         for steps in [0] + args.steps:
             run = args.runs / f"{model}-{steps}steps"

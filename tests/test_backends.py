@@ -247,7 +247,7 @@ def test_a_latency_target_is_met_in_a_local_runtime_on_the_paired_scale(tiny_cif
 
 def test_latency_targets_need_a_backend(tiny_cifar, tmp_path):
     cfg = sweep_config(tiny_cifar, tmp_path / "run", rates=[{"latency_ms": 5}], measure={"latency": False})
-    with pytest.raises(ConfigError, match="latency_ms target needs a latency backend"):
+    with pytest.raises(ConfigError, match="a latency target needs a latency backend"):
         load_config(cfg)
 
 

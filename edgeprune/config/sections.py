@@ -35,6 +35,9 @@ def finite(v: float) -> float:
     return v
 
 
+LATENCY_TARGETS = ("latency_ms", "latency")     # target kinds met by timing the model
+
+
 def rate_label(algorithm: str, kind: str, rate: float) -> str:
     """How a trial's rate is written everywhere: '0.5', 'params=0.5', 'baseline'."""
     if algorithm == BASELINE:
@@ -72,9 +75,11 @@ class RateRange(Strict):
 
 class PruneTarget(Strict):
     """What a trial prunes to: a per-layer channel fraction, a global reduction of the
-    model's parameters or MACs, or a latency in ms on the first latency backend (the
-    last three met by searching the per-layer rate)."""
-    kind: Literal["channels", "params", "macs", "latency_ms"] = "channels"
+    model's parameters or MACs, a latency in ms on the first latency backend, or a
+    latency as a share of the unpruned model's there (the last four met by searching
+    the per-layer rate). A share is read on the run's own timing of the unpruned model,
+    so a sweep on a loaded machine cuts to the share asked, not to a stale ms figure."""
+    kind: Literal["channels", "params", "macs", "latency_ms", "latency"] = "channels"
     value: float
 
     @field_validator("value")
@@ -84,7 +89,8 @@ class PruneTarget(Strict):
             if not 0.0 < v < 1e6:
                 raise ValueError("a latency target is a number of milliseconds > 0")
         elif not 0.0 < v < 1.0:
-            raise ValueError("a pruning rate must lie in (0, 1)")
+            raise ValueError("a latency share (x of the unpruned model's time) must lie in (0, 1)"
+                             if info.data.get("kind") == "latency" else "a pruning rate must lie in (0, 1)")
         return v
 
     @property
@@ -105,7 +111,8 @@ def parse_target(item: Any) -> Any:
     if isinstance(item, str) and "=" in item:
         kind, _, value = item.partition("=")
         return {"kind": kind.strip(), "value": value.strip()}
-    raise ValueError(f"a rate is a number in (0, 1), {{params: x}}, {{macs: x}} or {{latency_ms: ms}}; got {item!r}")
+    raise ValueError(f"a rate is a number in (0, 1), {{params: x}}, {{macs: x}}, {{latency_ms: ms}} or {{latency: x}}; "
+                     f"got {item!r}")
 
 
 class TargetLayers(Strict):

@@ -10,8 +10,8 @@ from ..errors import EdgepruneError
 from ..registry import ALGORITHMS, ALLOCATORS, EXECUTORS, MODELS, VARIANTS, load_plugins
 from .search import SearchConfig
 from .variants import canonical_entry, variant_name, variant_options
-from .sections import (AllocateConfig, DatasetConfig, DeployConfig, FinetuneConfig, MeasureConfig, ModelSpec, PruneConfig,
-                       PruneTarget, RateRange, RayConfig, Registered, Strict, TargetLayers, parse_target, registered)
+from .sections import (LATENCY_TARGETS, AllocateConfig, DatasetConfig, DeployConfig, FinetuneConfig, MeasureConfig,
+                       ModelSpec, PruneConfig, PruneTarget, RateRange, RayConfig, Registered, Strict, TargetLayers, parse_target, registered)
 
 NO_VARIANT = "none"    # the quantize value of a trial that is its own fine-tuned model
 
@@ -151,8 +151,8 @@ class SweepConfig(Strict):
         backends = self.measure.latency_backends()
         if not self.deploy.dynamic_batch and any(b.batch_size != 1 for b in backends if b.backend != "torch"):
             raise ValueError("measure: a latency batch size other than 1 needs deploy.dynamic_batch: true")
-        if any(r.kind == "latency_ms" for r in self.rates) and not backends:
-            raise ValueError("rates: a latency_ms target needs a latency backend (measure.latency) to meet it on")
+        if any(r.kind in LATENCY_TARGETS for r in self.rates) and not backends:
+            raise ValueError("rates: a latency target needs a latency backend (measure.latency) to meet it on")
         _check_search(self)
         unstructured = [a for a in self.algorithms if not ALGORITHMS.get(a).structured]
         if unstructured and any(variant_name(q) == "qat" for q in self.quantize):

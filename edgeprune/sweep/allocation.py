@@ -10,6 +10,7 @@ What a target means under an allocation:
                     the predicted latency of the uniform cut that removes as much
   {latency_ms: x}   x ms measured in the first latency backend (within 5 %), searched
                     over the allocator's budget
+  {latency: x}      the same, at x of the run's timing of the unpruned model
 
     prepared = prepare(t, ctx)         # the run's map, runtime profile, latency model (measured once)
     result = prune_allocated(t, ctx, source, calibration, parent, prepared)
@@ -24,6 +25,7 @@ from typing import Optional
 from ..allocate import (Allocator, LatencyModel, MacsCost, ParamsCost, Problem, SensitivityMap, allocate,
                         prune_to_widths, uniform_widths, width_choices)
 from ..allocate.cost import full_widths
+from ..config.sections import LATENCY_TARGETS
 from ..errors import EdgepruneError
 from ..measure.latency import TIMING, architecture_signature
 from ..prune import PruneResult
@@ -31,7 +33,7 @@ from ..prune.groups import ChannelStructure, group_scores
 from ..prune.targets import out_channels
 from ..registry import ALGORITHMS, ALLOCATORS
 from .allocation_measure import multiple_of, request, time_once
-from .shared_timing import unpruned_ms
+from .shared_timing import latency_target_ms, unpruned_ms
 
 TOLERANCE = 0.005          # MACs / params: within half of the 1 % allowed, of the unpruned model's count
 PREDICTED_TOLERANCE = 0.02  # a predicted latency budget
@@ -177,7 +179,7 @@ def prune_allocated(t, ctx, source, calibration, parent, p: Prepared) -> PruneRe
     start = time.perf_counter()
     spec = t.spec
     s = _Solver(t, ctx, p, source, calibration)
-    if spec.target_kind == "latency_ms":
+    if spec.target_kind in LATENCY_TARGETS:
         allocation, result = _meet_latency(t, ctx, s)
     else:
         budget = budget_for(spec, s.kind, s.cost, p, ctx.settings.round_to)
@@ -211,9 +213,11 @@ def _meet_latency(t, ctx, s: _Solver):
     first guess the target itself (a latency budget) or the MACs in proportion, then the
     budget scaled by target / measured, bisecting where that leaves the bracket."""
     spec, base = t.spec, t.base
-    target, timer = spec.rate, _Timer(ctx, base, spec, s.source)
+    timer = _Timer(ctx, base, spec, s.source)
     start_ms = timer(s.source)
     unpruned_ms = timer.scale or start_ms
+    target = latency_target_ms(spec, ctx, base, ctx.latency_backends[0],
+                               lambda: start_ms if s.source is base.model else timer(base.model))
     t.metrics.update(latency_target_ms=target, latency_unpruned_ms=start_ms)
     widest = {g: c[-1] for g, c in s.choices.items()}
     if target >= start_ms:           # fast enough already

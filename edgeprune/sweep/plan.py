@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Optional
 
 from ..config import BASELINE, NO_VARIANT, SweepConfig, rate_label
+from ..config.sections import LATENCY_TARGETS
 from .settings import TrialSettings
 
 PRUNE, REFINE, RUNG = "prune", "refine", "rung"     # a trial's stage
@@ -23,7 +24,7 @@ UNIFORM = "uniform"                   # the allocation of a trial that cuts ever
 class TrialSpec:
     model: dict           # ModelSpec as a dict (name, pretrained, checkpoint, alias)
     algorithm: str        # "none" for the baseline
-    target_kind: str      # channels | params | macs
+    target_kind: str      # channels | params | macs | latency_ms | latency (a share of the unpruned time)
     rate: float           # 0.0 for the baseline
     seed: int
     settings: TrialSettings     # what every trial of the sweep shares
@@ -132,7 +133,8 @@ class TrialTask:
 
 def plan_trials(cfg: SweepConfig) -> list[TrialSpec]:
     """Every trial of the sweep, in plan order (a variant right after its twin). In a
-    cascade, each model x algorithm x target kind is a chain in increasing rate: a
+    cascade, each model x algorithm x target kind is a chain from the lightest cut to
+    the heaviest (increasing rate; a latency target from the largest to the smallest): a
     link's parent is the link before it."""
     settings = TrialSettings.from_config(cfg)
     trials = []
@@ -145,7 +147,8 @@ def plan_trials(cfg: SweepConfig) -> list[TrialSpec]:
                 rates = cfg.rates
                 if cfg.strategy == "cascade":
                     kinds = list(dict.fromkeys(r.kind for r in rates))
-                    rates = sorted(rates, key=lambda r: (kinds.index(r.kind), r.value))
+                    rates = sorted(rates, key=lambda r: (kinds.index(r.kind),
+                                                         -r.value if r.kind in LATENCY_TARGETS else r.value))
                 parent = None
                 for i, target in enumerate(rates):
                     if cfg.strategy == "cascade" and i and rates[i - 1].kind != target.kind:

@@ -25,11 +25,12 @@ from ..registry import ALGORITHMS, VARIANTS
 from ..train import finetune
 from .limits import time_limit
 from ..config import NO_VARIANT
+from ..config.sections import LATENCY_TARGETS
 from ..config.variants import variant_name
 from .allocation import prepare, prune_allocated
 from .context import TrialContext
 from .recovery import recover
-from .shared_timing import unpruned_ms
+from .shared_timing import latency_target_ms, unpruned_ms
 from .unpruned import UnprunedModel
 from .plan import REFINE, RUNG, TrialSpec
 from .trial_data import CALIBRATION_BATCHES
@@ -139,7 +140,7 @@ def _prune(t: _Trial, ctx: TrialContext, parent: Optional[Parent] = None) -> Non
                     "raise prune.timeout_s, or target fewer layers"):
         if prepared is not None:
             result = prune_allocated(t, ctx, source, calibration, parent, prepared)
-        elif spec.target_kind == "latency_ms":
+        elif spec.target_kind in LATENCY_TARGETS:
             result = _prune_to_latency(t, ctx, source, calibration)
         else:
             result = prune_model(source, spec.algorithm, spec.rate, base.input_size, kind=spec.target_kind,
@@ -198,12 +199,14 @@ def _prune_to_latency(t: _Trial, ctx: TrialContext, source: nn.Module, calibrati
                            inplace=True)
 
     start_ms = latency(source)
-    t.metrics.update(latency_target_ms=spec.rate, latency_unpruned_ms=start_ms)
-    goal = 1.0 - spec.rate / start_ms
+    target_ms = latency_target_ms(spec, ctx, base, backend,
+                                  lambda: start_ms if source is base.model else latency(base.model))
+    t.metrics.update(latency_target_ms=target_ms, latency_unpruned_ms=start_ms)
+    goal = 1.0 - target_ms / start_ms
     if goal <= 0:        # it is fast enough already: nothing to remove
         return prune_at(copy.deepcopy(source), 0.0)
     result = search_layer_rate(source, goal, prune_at, latency, what=f"latency on {backend.spec.label}",
-                               base=start_ms, tolerance=0.05 * spec.rate / start_ms)
+                               base=start_ms, tolerance=0.05 * target_ms / start_ms)
     # what the search saw for the model it chose, and a fresh timing of it (the two differ by the noise)
     t.metrics["latency_search_ms"] = measured.get(id(result.model), float("nan"))
     scale.clear()                # a fresh, unscaled timing
