@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..config import BASELINE, rate_label
@@ -63,8 +64,9 @@ def fit_table(rows: list[dict[str, str]], columns: list[Column], width: int, wid
         table.add_column(c.header, justify="right" if c.right else "left", no_wrap=True)
     for i, r in enumerate(rows):
         style = (styles or [{}] * len(rows))[i]
-        table.add_row(*[f"[{style[c.key]}]{r.get(c.key, '')}[/]" if c.key in style else r.get(c.key, "")
-                        for c in present])
+        # cells are text, not rich markup: a model alias or a label may hold brackets
+        table.add_row(*[f"[{style[c.key]}]{escape(r.get(c.key, ''))}[/]" if c.key in style
+                        else escape(r.get(c.key, "")) for c in present])
     return table
 
 
@@ -108,8 +110,9 @@ def print_trials(trials: list[TrialRecord], title: str = "", console: Optional[C
     print_table(trials_table(trials, title, width=console.width, wide=wide), console, wide)
     for t in trials:
         if t.status == "failed" and t.error:
-            console.print(f"[red]failed[/] {t.trial_id[:8]} {t.model} {t.algorithm}: {t.error}", highlight=False,
-                          soft_wrap=True)
+            # an error is text: rich would take "[conv2d, linear]" in it for markup and drop it
+            console.print(f"[red]failed[/] {t.trial_id[:8]} {escape(t.model)} {t.algorithm}: {escape(t.error)}",
+                          highlight=False, soft_wrap=True)
         slower = t.metrics.get("int8_slower_on")
         if slower and t.status == "done":
             twin = str(t.metrics.get("fp32_trial_id") or "")[:8]
@@ -119,5 +122,5 @@ def print_trials(trials: list[TrialRecord], title: str = "", console: Optional[C
                           highlight=False, soft_wrap=True)
         warning = t.metrics.get("warning")
         if warning:
-            console.print(f"[yellow]warning[/] {t.trial_id[:8]} {t.model}: {warning}", highlight=False,
-                          soft_wrap=True)
+            console.print(f"[yellow]warning[/] {t.trial_id[:8]} {escape(t.model)}: {escape(warning)}",
+                          highlight=False, soft_wrap=True)

@@ -5,6 +5,12 @@ from typing import Optional
 
 from .plan import TrialTask
 
+
+def escape(text: str) -> str:
+    """`text` printed as written (rich reads "[...]" as markup and drops it)."""
+    from rich.markup import escape as rich_escape      # rich is imported only where output is drawn
+    return rich_escape(text)
+
 # results of a task: (spec, status, metrics or None) for each of its rows
 Results = list
 
@@ -38,7 +44,7 @@ class RichProgress(SilentProgress):
         self.failed = 0
 
     def note(self, text: str) -> None:
-        self.console.print(f"[yellow]note[/] {text}", highlight=False)
+        self.console.print(f"[yellow]note[/] {escape(text)}", highlight=False)
 
     def start(self, total: int, already_done: int) -> None:
         self.progress.start()
@@ -48,7 +54,8 @@ class RichProgress(SilentProgress):
         key = task.trial_ids[0]
         if key in self.bars:  # a retry
             self._drop(key)
-        name = task.spec.describe() + (f" (+ {', '.join(v.quantize for v in task.variants)})" if task.variants else "")
+        name = escape(task.spec.describe() + (f" (+ {', '.join(v.quantize for v in task.variants)})"
+                                              if task.variants else ""))
         if self.free:
             bar = self.free.pop()
             self.progress.reset(bar, description=f"  {name}", visible=True)
@@ -97,5 +104,5 @@ def _line(spec, status: str, metrics: Optional[dict]) -> str:
     if status == "done" and metrics:
         cost = (f", params -{metrics['param_reduction']:.1%}, MACs -{metrics['mac_reduction']:.1%}"
                 if "param_reduction" in metrics else "")
-        return f"[green]done[/] {spec.describe()}: acc {metrics['accuracy']:.4f}{cost}"
-    return f"[red]{status}[/] {spec.describe()}"
+        return f"[green]done[/] {escape(spec.describe())}: acc {metrics['accuracy']:.4f}{cost}"
+    return f"[red]{status}[/] {escape(spec.describe())}"
