@@ -176,7 +176,8 @@ def main() -> None:
     out = json.loads(path.read_text()) if path.exists() else {}
     if args.part != "summary":      # a summary keeps the file's own command, CPU and settings
         out.update(cpu=cpu_name(), command=" ".join(["python", "bench/allocation.py"] + os.sys.argv[1:]),
-                   settings={k: v for k, v in vars(args).items() if k not in ("data_dir", "weights_dir", "out")})
+                   settings={k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
+                             if k not in ("data_dir", "weights_dir", "out")})
 
     def save():
         out["summary"] = summarise(out)

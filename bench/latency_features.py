@@ -17,7 +17,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 import yaml
 
@@ -46,21 +45,22 @@ def evaluate(run: Path) -> dict:
     from edgeprune.models import create_model
     from edgeprune.prune.groups import channel_structure
     from edgeprune.allocate import LatencyModel
-    from edgeprune.results import load_results
+    from edgeprune.store import ResultStore
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     model_cfg = cfg["models"][0]
     size = cfg.get("dataset", {}).get("image_size") or 32
     model = create_model(model_cfg["name"], 10, pretrained=False)
     structure = channel_structure(model, torch.randn(1, 3, size, size))
-    trials = load_results(run)
+    with ResultStore(run, create=False) as store:      # results.py's table leaves dict metrics out
+        trials = [t.metrics for t in store.trials() if t.status == "done"]
     out = {}
     for path in sorted((run / "allocation").glob("latency-*.json")):
         lm = json.loads(path.read_text())
         widths = [s["widths"] for s in lm["samples"]]
         y = np.array([s["measured"] for s in lm["samples"]])
         entry = {"backend": lm["backend"], "unit": lm["unit"], "version": lm.get("version", 1)}
-        allocated = [t for _, t in trials.iterrows() if isinstance(t.get("allocation_widths"), dict)
-                     and pd.notna(t.get("latency_prediction_error"))]
+        allocated = [t for t in trials if isinstance(t.get("allocation_widths"), dict)
+                     and t.get("latency_prediction_error") is not None]
         if allocated:
             # measured (on the run's paired scale, right after allocating) = what the stored model
             # predicted / (1 + its stored error)
