@@ -42,7 +42,7 @@ def test_models_as_plain_names_and_global_targets(tiny_cifar, tmp_path):
     (lambda c: c["finetune"].update(optimizer="adam"), r"finetune.optimizer: unknown optimizer 'adam' \(did you mean: adamw"),
     (lambda c: c["dataset"].update(name="mnist"), r"dataset.name: unknown dataset 'mnist'"),
     (lambda c: c.update(models=["no_such_pkg.mod:f"]), r"cannot import module 'no_such_pkg.mod'"),
-    (lambda c: c.update(rates=[{"flops": 0.3}]), r"rates.0.kind: .*'channels', 'params', 'macs' or 'latency_ms'"),
+    (lambda c: c.update(rates=[{"flops": 0.3}]), r"rates.0.kind: .*'channels', 'params', 'macs', 'latency_ms' or 'latency'"),
     (lambda c: c.update(algorithms=["unstructured_l1"], rates=["params=0.5"]), r"cannot meet params/macs"),
 ])
 def test_bad_config_gives_one_clear_error(tiny_cifar, tmp_path, mutate, message):
