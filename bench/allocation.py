@@ -129,9 +129,10 @@ def random_part(args, out: dict, save) -> None:
                    "threads": args.threads}
             df, seconds = sweep(cfg, copy_from=None if first == "onnxruntime"
                                 else args.runs / f"{model}-random-onnxruntime")
-            latency_files = sorted((run / "allocation").glob("latency-*.json"))
+            # the latency model of this pass's first backend (the folder also holds the one copied from the first pass)
+            models = [json.loads(f.read_text()) for f in sorted((run / "allocation").glob("latency-*.json"))]
             runtime_files = sorted((run / "allocation").glob("runtime-*.json"))
-            lm = json.loads(latency_files[0].read_text()) if latency_files else {}
+            lm = next((m for m in models if m.get("backend") == first), {})
             profiles = json.loads(runtime_files[0].read_text()) if runtime_files else {}
             res[f"{model}-{first}"] = {
                 "seconds": seconds, "trials": rows(df),

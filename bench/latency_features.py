@@ -49,6 +49,8 @@ def evaluate(run: Path) -> dict:
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     model_cfg = cfg["models"][0]
     size = cfg.get("dataset", {}).get("image_size") or 32
+    backends = (cfg.get("measure") or {}).get("latency") or [None]
+    first = backends[0].get("backend") if isinstance(backends[0], dict) else backends[0]
     model = create_model(model_cfg["name"], 10, pretrained=False)
     structure = channel_structure(model, torch.randn(1, 3, size, size))
     with ResultStore(run, create=False) as store:      # results.py's table leaves dict metrics out
@@ -59,8 +61,9 @@ def evaluate(run: Path) -> dict:
         widths = [s["widths"] for s in lm["samples"]]
         y = np.array([s["measured"] for s in lm["samples"]])
         entry = {"backend": lm["backend"], "unit": lm["unit"], "version": lm.get("version", 1)}
+        # a trial's stored prediction error is its run's first backend's model's
         allocated = [t for t in trials if isinstance(t.get("allocation_widths"), dict)
-                     and t.get("latency_prediction_error") is not None]
+                     and t.get("latency_prediction_error") is not None] if lm["backend"] == first else []
         if allocated:
             # measured (on the run's paired scale, right after allocating) = what the stored model
             # predicted / (1 + its stored error)
