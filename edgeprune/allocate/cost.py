@@ -1,8 +1,8 @@
 """What a choice of widths costs, counted exactly from the layer shapes: MACs and
 parameters (as PyTorch's counters count them on the pruned model), and the
 features the latency model is fitted on (MACs and output elements per class of
-layer, with channel counts rounded up to the runtime's block). Widths are {group name: channels kept};
-a group left out keeps all its channels.
+layer, with channel counts rounded up to the runtime's block). Widths are
+{group name: channels kept}; a group left out keeps all its channels.
 
 Every cost is a sum over layers, so the change that one group's width makes is
 counted on the layers that group touches only (`delta`): the allocation loop

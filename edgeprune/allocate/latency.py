@@ -1,9 +1,8 @@
 """A latency model fitted to whole-network timings in a runtime: time = intercept +
 sum over classes of layers (kind x output side) of a coefficient x the class's MACs
 and another x its output elements (cost.py), channel counts padded to the runtime's
-block (rounding.py). Non-negative least
-squares keeps every coefficient >= 0, so a narrower network is never predicted
-slower.
+block (rounding.py). Non-negative least squares keeps every coefficient >= 0, so a
+narrower network is never predicted slower.
 
 The networks timed: the unpruned model's widths scaled uniformly (a ladder), and
 random allocations around it (seeded), each pruned to those widths and timed whole
