@@ -91,6 +91,13 @@ def real_part(args, out: dict, save) -> None:
         entry = res.setdefault(model, {})
         targets = [{"macs": m} for m in args.macs] + [{"latency": f} for f in args.latency]
         zero = args.runs / f"{model}-0steps"
+        if args.maps_from and not (zero / "allocation").exists():
+            # another run's map and channel multiple (same settings: read, not measured); its latency
+            # model is left behind (it may be an older version of the model)
+            (zero / "allocation").mkdir(parents=True)
+            for f in (args.maps_from / f"{model}-0steps" / "allocation").glob("*.json"):
+                if f.name.startswith(("sensitivity-", "runtime-")):
+                    shutil.copy(f, zero / "allocation" / f.name)
         for steps in [0] + args.steps:
             run = args.runs / f"{model}-{steps}steps"
             df, seconds = sweep(base_config(model, run, args, steps, targets, args.allocations),
@@ -153,6 +160,8 @@ def main() -> None:
     p.add_argument("--random-models", nargs="+", default=["mobilenet_v2", "resnet50"])
     p.add_argument("--allocations", nargs="+", choices=ALLOCATIONS, default=ALLOCATIONS, help="(real part)")
     p.add_argument("--runs", type=Path, default=RUNS, help="where the run folders are kept")
+    p.add_argument("--maps-from", type=Path, default=None,
+                   help="(real part) read the maps of the run folders under this --runs (not measured again)")
     p.add_argument("--macs", nargs="+", type=float, default=[0.5, 0.7, 0.85])
     p.add_argument("--latency", nargs="+", type=float, default=[0.5, 0.33], help="targets, x the unpruned model")
     p.add_argument("--steps", nargs="*", type=int, default=[300], help="fine-tune steps besides 0 (none: 0 only)")
