@@ -1,4 +1,6 @@
 """Datasets and batches."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -80,3 +82,25 @@ def test_normalization_choice(tiny_cifar):
     assert resolve_normalization("auto", {**pretrained, "weights": "random"}, d.train)[0] == d.train.mean
     assert resolve_normalization("imagenet", {}, d.train)[1] == (0.229, 0.224, 0.225)
     assert resolve_normalization(([0.5] * 3, [0.25] * 3), {}, d.train) == ((0.5,) * 3, (0.25,) * 3)
+
+
+def test_a_failed_download_leaves_no_folder_behind(tmp_path, monkeypatch):
+    """Offline, the download fails in one line and the data folder it would have filled is
+    not left behind (a start that fails writes nothing); a folder the user had stays."""
+    import torchvision
+
+    from edgeprune.data.cifar import download
+    from edgeprune.errors import OfflineError
+
+    def offline(root, train, download):
+        Path(root).mkdir(parents=True, exist_ok=True)          # what torchvision does before it fetches
+        raise OSError("<urlopen error [Errno -2] Name or service not known>")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
+    with pytest.raises(OfflineError, match="--data-dir DIR"):
+        download("cifar10", str(tmp_path / "data"))
+    assert not (tmp_path / "data").exists()
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(OfflineError):
+        download("cifar10", str(tmp_path / "mine"))
+    assert (tmp_path / "mine").is_dir()

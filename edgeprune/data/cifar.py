@@ -45,10 +45,15 @@ def check(name: str, root: str, download: bool) -> None:
 
 
 def download(name: str, root: str) -> None:
+    import shutil
+
     import torchvision
+    made = not Path(root).exists()
     try:
         getattr(torchvision.datasets, _SPECS[name]["tv"])(root, train=True, download=True)
     except (OSError, RuntimeError) as e:
+        if made:           # a start that fails writes nothing: not even the folder it would have filled
+            shutil.rmtree(root, ignore_errors=True)
         raise OfflineError(f"cannot download {name} into {root!r} ({first_line(e, 160)}); offline, pass --data-dir "
                            f"DIR (a folder holding the extracted {_SPECS[name]['folder']}/) and set download: false; "
                            "pretrained weights come from --weights-dir DIR") from None

@@ -104,19 +104,19 @@ def run_sweep(cfg: SweepConfig, progress: Optional[SilentProgress] = None, retry
     # where a full disk stops the sweep: the run folder, its storage, the temporary model files
     disks = [run.path, cfg.storage, scratch.root()]
     scratch.remove_stale()                       # what killed sweeps (and their workers) left
-    executor = EXECUTORS.get(cfg.executor)(cfg)  # connects first: a failure there writes nothing
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    data, fingerprint = None, existing.fingerprint
+    if preflight.todo(specs, existing, retry_failed):
+        # unreadable data (or too few images to rebuild layers from): nothing written, no executor started
+        data = preflight.with_reconstruction_images(cfg.prune, load_dataset(cfg.dataset, seed=cfg.seed), cfg.seed)
+        fingerprint = preflight.fingerprint(data)
+        preflight.check_data(existing, fingerprint, run)
+        preflight.check_normalization(cfg, data)
+        preflight.check_models(cfg, preflight.todo(specs, existing, retry_failed), data.num_classes)
+    executor = EXECUTORS.get(cfg.executor)(cfg)  # connects before any write: a failure there writes nothing
     # leaving: the executor closes, then a full disk is named, then what its workers left is removed
     with scratch.tidied(), stops_on_full_disk(disks), closing(executor):
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        data, fingerprint = None, existing.fingerprint
-        if preflight.todo(specs, existing, retry_failed):
-            # unreadable data (or too few images to rebuild layers from): nothing written
-            data = preflight.with_reconstruction_images(cfg.prune, load_dataset(cfg.dataset, seed=cfg.seed), cfg.seed)
-            fingerprint = preflight.fingerprint(data)
-            preflight.check_data(existing, fingerprint, run)
-            preflight.check_normalization(cfg, data)
-            preflight.check_models(cfg, preflight.todo(specs, existing, retry_failed), data.num_classes)
         with RunLock(run.path), run.store(readonly=False) as store:
             existing = preflight.read_stored(store)           # again, now that the folder is ours
             todo = preflight.todo(specs, existing, retry_failed)
