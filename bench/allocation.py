@@ -45,11 +45,22 @@ RUNS = Path(tempfile.gettempdir()) / "edgeprune-bench-allocation"
 ALLOCATIONS = ["uniform", "global", "sensitivity", "latency"]
 
 
+def copy_inputs(source: Path, out: Path, kinds: tuple = ("sensitivity", "runtime", "latency")) -> None:
+    """What another run measured (its RUN/allocation/ files of these kinds) into a run not yet
+    started: the same settings read them instead of measuring them again."""
+    if not (source / "allocation").is_dir() or (out / "allocation").exists():
+        return
+    (out / "allocation").mkdir(parents=True)
+    for f in (source / "allocation").glob("*.json"):
+        if f.name.startswith(tuple(f"{k}-" for k in kinds)):
+            shutil.copy(f, out / "allocation" / f.name)
+
+
 def sweep(cfg: dict, copy_from: Path | None = None):
     from edgeprune import load_config, load_results, run_sweep
+    if copy_from is not None:
+        copy_inputs(copy_from, Path(cfg["out"]))
     out = Path(cfg["out"])
-    if copy_from is not None and (copy_from / "allocation").is_dir() and not (out / "allocation").exists():
-        shutil.copytree(copy_from / "allocation", out / "allocation")
     start = time.perf_counter()
     run_sweep(load_config(cfg))
     return load_results(out), time.perf_counter() - start
@@ -91,13 +102,8 @@ def real_part(args, out: dict, save) -> None:
         entry = res.setdefault(model, {})
         targets = [{"macs": m} for m in args.macs] + [{"latency": f} for f in args.latency]
         zero = args.runs / f"{model}-0steps"
-        if args.maps_from and not (zero / "allocation").exists():
-            # another run's map and channel multiple (same settings: read, not measured); its latency
-            # model is left behind (it may be an older version of the model)
-            (zero / "allocation").mkdir(parents=True)
-            for f in (args.maps_from / f"{model}-0steps" / "allocation").glob("*.json"):
-                if f.name.startswith(("sensitivity-", "runtime-")):
-                    shutil.copy(f, zero / "allocation" / f.name)
+        if args.maps_from:   # another run's map and channel multiple; not its latency model (maybe an older version)
+            copy_inputs(args.maps_from / f"{model}-0steps", zero, ("sensitivity", "runtime"))
         for steps in [0] + args.steps:
             run = args.runs / f"{model}-{steps}steps"
             df, seconds = sweep(base_config(model, run, args, steps, targets, args.allocations),

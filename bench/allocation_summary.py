@@ -25,12 +25,12 @@ def against_uniform(trials: list[dict]) -> list[dict]:
     """Each allocated, finished trial beside uniform at its measured latency."""
     done = [t for t in trials if t["status"] == "done" and _relative(t) and t.get("accuracy") is not None]
     uniform = sorted((_relative(t), t["accuracy"]) for t in done if t["allocation"] in ("uniform", "baseline"))
+    xs, ys = zip(*uniform) if uniform else ((), ())
     out = []
     for t in done:
         if t["allocation"] in ("uniform", "baseline"):
             continue
         rel, acc = _relative(t), t["accuracy"]
-        xs, ys = zip(*uniform) if uniform else ((), ())
         inside = bool(xs) and xs[0] <= rel <= xs[-1]
         at_same = float(np.interp(rel, xs, ys)) if inside else None
         out.append({"allocation": t["allocation"], "target": t["rate_label"], "relative": round(rel, 4),

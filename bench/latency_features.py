@@ -23,18 +23,6 @@ import yaml
 from _common import RESULTS, cpu_name, write
 
 
-def _design(structure, block: int, widths_list: list[dict], outputs: bool) -> np.ndarray:
-    from edgeprune.allocate.cost import OUTPUTS, LatencyFeatures
-    f = LatencyFeatures(structure, block)
-    names = f.classes if outputs else [c for c in f.classes if not c.endswith(OUTPUTS)]
-    return np.array([[1.0] + [f.features(w)[c] for c in names] for w in widths_list])
-
-
-def _fit(rows, y):
-    from edgeprune.allocate.latency import _fit
-    return _fit(rows, y)
-
-
 def _errors(predicted, measured) -> dict:
     e = np.asarray(predicted) / np.asarray(measured) - 1
     return {"median_abs": float(np.median(np.abs(e))), "min": float(e.min()), "max": float(e.max()),
@@ -45,6 +33,8 @@ def evaluate(run: Path) -> dict:
     from edgeprune.models import create_model
     from edgeprune.prune.groups import channel_structure
     from edgeprune.allocate import LatencyModel
+    from edgeprune.allocate.cost import LatencyFeatures
+    from edgeprune.allocate.latency import design, fit, leave_one_out
     from edgeprune.store import ResultStore
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     model_cfg = cfg["models"][0]
@@ -70,13 +60,15 @@ def evaluate(run: Path) -> dict:
             stored = LatencyModel.from_json(lm).cost(structure)
             measured = np.array([stored.total(t["allocation_widths"]) / (1 + t["latency_prediction_error"])
                                  for t in allocated])
+        features = LatencyFeatures(structure, lm["block"])
         for name, outputs in (("macs", False), ("macs_and_outputs", True)):
-            rows = _design(structure, lm["block"], widths, outputs)
-            loo = [rows[i] @ _fit(np.delete(rows, i, 0), np.delete(y, i)) for i in range(len(y))]
-            coef = _fit(rows, y)
+            classes = features.classes if outputs else features.kinds
+            rows = design(features, widths, classes)
+            loo = leave_one_out(rows, y)
+            coef = fit(rows, y)
             result = {"features": rows.shape[1] - 1, "leave_one_out": _errors(loo, y)}
             if allocated:
-                mine = _design(structure, lm["block"], [t["allocation_widths"] for t in allocated], outputs) @ coef
+                mine = design(features, [t["allocation_widths"] for t in allocated], classes) @ coef
                 result["allocated_networks"] = _errors(mine, measured)
             entry[name] = result
         out[path.name] = entry

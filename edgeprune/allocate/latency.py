@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -61,11 +61,25 @@ class LatencyModel:
         return float(np.median(errs)) if errs else float("nan")
 
 
-def _fit(rows: np.ndarray, y: np.ndarray) -> np.ndarray:
+def design(features: LatencyFeatures, widths: Sequence[Mapping[str, int]],
+           classes: Optional[Sequence[str]] = None) -> np.ndarray:
+    """One row per network: 1 (the intercept), then its feature per class (default: all)."""
+    classes = features.classes if classes is None else classes
+    return np.array([[1.0] + [f[c] for c in classes] for f in map(features.features, widths)])
+
+
+def fit(rows: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Non-negative least squares, columns scaled to a common size first."""
     from scipy.optimize import nnls
     scale = np.maximum(np.abs(rows).max(0), 1e-30)
     coef, _ = nnls(rows / scale, y)
     return coef / scale
+
+
+def leave_one_out(rows: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Each network's time predicted by a fit on all the others."""
+    keep = ~np.eye(len(y), dtype=bool)
+    return np.array([rows[i] @ fit(rows[keep[i]], y[keep[i]]) for i in range(len(y))])
 
 
 def sample_widths(structure: ChannelStructure, count: int, multiple: int, min_fraction: float,
@@ -96,12 +110,9 @@ def fit_latency_model(structure: ChannelStructure, timer: Callable[[Mapping[str,
     count = networks or min(40, max(14, 2 * len(features.kinds) + 8))
     widths = sample_widths(structure, count, multiple, min_fraction, seed)
     measured = np.array([float(timer(w)) for w in widths])
-    rows = np.array([[1.0] + [features.features(w)[c] for c in features.classes] for w in widths])
-    coef = _fit(rows, measured)
-    held_out = np.empty_like(measured)
-    for i in range(len(measured)):
-        keep = np.arange(len(measured)) != i
-        held_out[i] = rows[i] @ _fit(rows[keep], measured[keep])
+    rows = design(features, widths)
+    coef = fit(rows, measured)
+    held_out = leave_one_out(rows, measured)
     fitted = rows @ coef
     samples = [{"widths": w, "measured": float(m), "fitted": float(f), "held_out": float(h)}
                for w, m, f, h in zip(widths, measured, fitted, held_out)]

@@ -215,7 +215,7 @@ def _meet_latency(t, ctx, s: _Solver):
     spec, base = t.spec, t.base
     timer = _Timer(ctx, base, spec, s.source)
     start_ms = timer(s.source)
-    unpruned_ms = timer.scale or start_ms
+    unpruned = timer.scale or start_ms      # ms per relative unit
     target = latency_target_ms(spec, ctx, base, ctx.latency_backends[0],
                                lambda: start_ms if s.source is base.model else timer(base.model))
     t.metrics.update(latency_target_ms=target, latency_unpruned_ms=start_ms)
@@ -225,7 +225,7 @@ def _meet_latency(t, ctx, s: _Solver):
         return allocation, s.prune(allocation.widths)
     lo, hi = s.smallest(), s.cost.total(widest)
     if s.kind == "latency":
-        guess = target / unpruned_ms if s.p.latency.unit == "relative" else target
+        guess = target / unpruned if s.p.latency.unit == "relative" else target
     else:
         guess = hi * target / start_ms
     best, probes, bracket = None, 0, [lo, hi]
